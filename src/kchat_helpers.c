@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * struct sock accessors for kchat's Rust code.
+ *
+ * net/sock.h is not among the headers the 7.3 Rust bindings are generated
+ * from, so struct sock is opaque to Rust, and the helpers below are inline
+ * functions or macros that Rust cannot call. Each one is a one-line wrapper
+ * in the style of the rust/helpers files; all logic stays in Rust (src/net.rs).
+ */
+
+#include <linux/net.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+
+#include "kchat_helpers.h"
+
+void kchat_sk_callback_read_lock(struct sock *sk)
+{
+	read_lock_bh(&sk->sk_callback_lock);
+}
+
+void kchat_sk_callback_read_unlock(struct sock *sk)
+{
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+void kchat_sk_callback_write_lock(struct sock *sk)
+{
+	write_lock_bh(&sk->sk_callback_lock);
+}
+
+void kchat_sk_callback_write_unlock(struct sock *sk)
+{
+	write_unlock_bh(&sk->sk_callback_lock);
+}
+
+/* Caller holds sk_callback_lock, for reading or writing. */
+void *kchat_sk_user_data(struct sock *sk)
+{
+	return __locked_read_sk_user_data_with_flags(sk, SK_USER_DATA_NOCOPY);
+}
+
+/*
+ * Caller holds sk_callback_lock for writing. SK_USER_DATA_NOCOPY keeps
+ * sockets accepted from a listener from inheriting the pointer.
+ */
+void kchat_sk_set_user_data(struct sock *sk, void *data)
+{
+	__rcu_assign_sk_user_data_with_flags(sk, data, data ? SK_USER_DATA_NOCOPY : 0);
+}
+
+/* Caller holds sk_callback_lock for reading or writing. */
+void kchat_sk_get_callbacks(struct sock *sk, struct kchat_sk_callbacks *cb)
+{
+	cb->data_ready = sk->sk_data_ready;
+	cb->state_change = sk->sk_state_change;
+	cb->write_space = sk->sk_write_space;
+}
+
+/* Caller holds sk_callback_lock for writing. */
+void kchat_sk_set_callbacks(struct sock *sk, const struct kchat_sk_callbacks *cb)
+{
+	WRITE_ONCE(sk->sk_data_ready, cb->data_ready);
+	WRITE_ONCE(sk->sk_state_change, cb->state_change);
+	WRITE_ONCE(sk->sk_write_space, cb->write_space);
+}
+
+/* Accepted sockets inherit the listener's sk_data_ready: tell them apart. */
+bool kchat_sk_is_listener(struct sock *sk)
+{
+	return READ_ONCE(sk->sk_state) == TCP_LISTEN;
+}
+
+/*
+ * For sk_write_space: true if the socket has room again, clearing
+ * SOCK_NOSPACE as sk_stream_write_space() does, so that TCP calls
+ * sk_write_space again after the next short send.
+ */
+bool kchat_sk_stream_writeable(struct sock *sk)
+{
+	struct socket *sock = READ_ONCE(sk->sk_socket);
+
+	if (!sock || !sk_stream_is_writeable(sk))
+		return false;
+	clear_bit(SOCK_NOSPACE, &sock->flags);
+	return true;
+}
+
+/* Bytes in the socket's send queue, for the stats view. */
+int kchat_sk_wmem_queued(struct sock *sk)
+{
+	return READ_ONCE(sk->sk_wmem_queued);
+}

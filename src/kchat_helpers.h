@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Declarations of kchat_helpers.c. The Rust side declares the same
+ * functions by hand in src/net.rs (mod ffi): keep the two in step.
+ */
+#ifndef KCHAT_HELPERS_H
+#define KCHAT_HELPERS_H
+
+#include <linux/types.h>
+
+struct sock;
+
+/* Callback pointers of a socket, as saved before kchat replaces them. */
+struct kchat_sk_callbacks {
+	void (*data_ready)(struct sock *sk);
+	void (*state_change)(struct sock *sk);
+	void (*write_space)(struct sock *sk);
+};
+
+void kchat_sk_callback_read_lock(struct sock *sk);
+void kchat_sk_callback_read_unlock(struct sock *sk);
+void kchat_sk_callback_write_lock(struct sock *sk);
+void kchat_sk_callback_write_unlock(struct sock *sk);
+void *kchat_sk_user_data(struct sock *sk);
+void kchat_sk_set_user_data(struct sock *sk, void *data);
+void kchat_sk_get_callbacks(struct sock *sk, struct kchat_sk_callbacks *cb);
+void kchat_sk_set_callbacks(struct sock *sk, const struct kchat_sk_callbacks *cb);
+bool kchat_sk_is_listener(struct sock *sk);
+bool kchat_sk_stream_writeable(struct sock *sk);
+int kchat_sk_wmem_queued(struct sock *sk);
+
+#endif /* KCHAT_HELPERS_H */

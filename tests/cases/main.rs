@@ -1,0 +1,93 @@
+//! `kchat-vmtest`: the test cases that run inside the guest against the real module.
+//!
+//! Each case loads kchat.ko with the parameters it needs, drives it with real TCP clients on
+//! loopback, checks the kernel log, and unloads it. Output is one `ok N name: detail` or
+//! `not ok N name: reason` line per case; the host harness (`kchat-vm`) adds the whole-log checks
+//! and prints the summary.
+
+mod kmsg;
+mod lifecycle;
+mod module;
+
+use std::{
+    panic::{self, AssertUnwindSafe},
+    time::Instant,
+};
+
+/// What a case returns: `Err` carries the reason it failed.
+pub type CaseResult = Result<(), String>;
+
+/// One test case.
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn() -> CaseResult,
+}
+
+/// The cases of `make test`, in order.
+fn test_suite() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.extend(lifecycle::cases());
+    cases
+}
+
+fn main() {
+    let mut suite = String::from("test");
+    let mut filter = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--suite" => suite = args.next().unwrap_or_default(),
+            "--filter" => filter = args.next(),
+            "--module" => {
+                // The image always installs it at module::MODULE_PATH.
+                args.next();
+            }
+            other => {
+                eprintln!("kchat-vmtest: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let cases = match suite.as_str() {
+        "test" => test_suite(),
+        other => {
+            eprintln!("kchat-vmtest: unknown suite {other}");
+            std::process::exit(2);
+        }
+    };
+    // Failed assertions are reported as results, not as panic noise.
+    panic::set_hook(Box::new(|_| {}));
+    let (mut passed, mut failed) = (0, 0);
+    let mut n = 0;
+    for case in cases.iter().filter(|c| filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()))) {
+        n += 1;
+        let start = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(case.run)).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into());
+            Err(format!("panic: {msg}"))
+        });
+        // Every case leaves the module unloaded, whatever happened.
+        let cleanup = if module::is_loaded() {
+            module::unload().map_err(|e| format!("rmmod after the case failed: {e}"))
+        } else {
+            Ok(())
+        };
+        let secs = start.elapsed().as_secs_f64();
+        match result.and(cleanup) {
+            Ok(()) => {
+                passed += 1;
+                println!("ok {n} {}: {secs:.1} s", case.name);
+            }
+            Err(reason) => {
+                failed += 1;
+                println!("not ok {n} {}: {}", case.name, reason.replace('\n', " | "));
+            }
+        }
+    }
+    println!("# guest: {passed} passed, {failed} failed");
+    std::process::exit(i32::from(failed != 0));
+}

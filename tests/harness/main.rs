@@ -1,0 +1,340 @@
+//! `kchat-vm`: boots a kchat guest under QEMU and judges what happened in it.
+//!
+//! ```text
+//! kchat-vm test   --kernel BZIMAGE --module KO --bin-dir DIR --out DIR [--timeout S] [-- ARGS]
+//! kchat-vm stress ...same, runs the hostile-client suite
+//! kchat-vm run    --kernel BZIMAGE --module KO --bin-dir DIR --out DIR
+//! ```
+//!
+//! `test` runs the guest suite (`kchat-vmtest`) in one boot, streams its output, then scans the
+//! whole kernel log for splats and KUnit failures, and prints `N passed, N failed`.
+
+mod initramfs;
+mod logcheck;
+mod qemu;
+
+use std::{
+    fs,
+    io::{self, Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    process::{exit, Child, ExitStatus},
+    thread,
+    time::{Duration, Instant},
+};
+
+use qemu::{Guest, Serial};
+
+/// Command-line options shared by the modes.
+struct Options {
+    mode: String,
+    kernel: PathBuf,
+    module: PathBuf,
+    bin_dir: PathBuf,
+    out: PathBuf,
+    timeout: Duration,
+    cpus: u32,
+    memory_mib: u32,
+    /// Arguments passed through to the guest runner.
+    guest_args: Vec<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: kchat-vm test|stress|run --kernel BZIMAGE --module KO --bin-dir DIR --out DIR \
+         [--timeout SECONDS] [--cpus N] [--memory MIB] [-- GUEST-ARGS]"
+    );
+    exit(2)
+}
+
+fn parse_args() -> Options {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| usage());
+    let mut o = Options {
+        mode,
+        kernel: PathBuf::new(),
+        module: PathBuf::new(),
+        bin_dir: PathBuf::new(),
+        out: PathBuf::from("target/vm"),
+        timeout: Duration::from_secs(1800),
+        cpus: 2,
+        memory_mib: 2048,
+        guest_args: Vec::new(),
+    };
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--kernel" => o.kernel = val().into(),
+            "--module" => o.module = val().into(),
+            "--bin-dir" => o.bin_dir = val().into(),
+            "--out" => o.out = val().into(),
+            "--timeout" => o.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage())),
+            "--cpus" => o.cpus = val().parse().unwrap_or_else(|_| usage()),
+            "--memory" => o.memory_mib = val().parse().unwrap_or_else(|_| usage()),
+            "--" => {
+                o.guest_args.extend(args.by_ref());
+            }
+            _ => usage(),
+        }
+    }
+    if o.kernel.as_os_str().is_empty() || o.module.as_os_str().is_empty() {
+        usage();
+    }
+    o
+}
+
+fn main() {
+    let o = parse_args();
+    if let Err(e) = fs::create_dir_all(&o.out) {
+        eprintln!("kchat-vm: cannot create {}: {e}", o.out.display());
+        exit(1);
+    }
+    let code = match o.mode.as_str() {
+        "test" | "stress" => run_suite(&o),
+        "run" => run_interactive(&o),
+        _ => usage(),
+    };
+    exit(code);
+}
+
+/// Guest binaries every image carries.
+fn guest_binaries(o: &Options) -> Vec<PathBuf> {
+    ["kchat-vmtest"].iter().map(|b| o.bin_dir.join(b)).collect()
+}
+
+fn build_image(o: &Options, run_script: String) -> PathBuf {
+    let image = initramfs::Image {
+        module: &o.module,
+        binaries: guest_binaries(o),
+        run_script,
+    };
+    let cpio = o.out.join("initramfs.cpio");
+    if let Err(e) = initramfs::build(&image, &o.out.join("initramfs"), &cpio) {
+        eprintln!("kchat-vm: building the initramfs: {e}");
+        exit(1);
+    }
+    cpio
+}
+
+/// `make run`: a console on the terminal, kchat loaded, port 10106 forwarded.
+fn run_interactive(o: &Options) -> i32 {
+    let params = std::env::var("KCHAT_PARAMS").unwrap_or_default();
+    let script = format!(
+        r#"insmod /lib/modules/kchat.ko {params} || echo "insmod failed"
+cat <<'EOF'
+
+  kchat is loaded in this guest; the host reaches it at 127.0.0.1:10106.
+  Kernel log: dmesg | grep kchat      Stats: cat /sys/kernel/debug/kchat/stats
+  Quit: exit or poweroff (or Ctrl-a x)
+
+EOF
+setsid cttyhack sh -l
+"#
+    );
+    let initrd = build_image(o, script);
+    let guest = Guest {
+        kernel: &o.kernel,
+        initrd: &initrd,
+        cpus: o.cpus,
+        memory_mib: o.memory_mib,
+        append: String::new(),
+        serial: Serial::Interactive,
+        forwards: vec![(10106, 10106)],
+    };
+    eprintln!("kchat-vm: booting (TCG; about 20 s); the guest's port 10106 is 127.0.0.1:10106 here");
+    match guest.command().status() {
+        Ok(s) if s.success() => 0,
+        Ok(s) => {
+            eprintln!("kchat-vm: qemu exited with {s}");
+            1
+        }
+        Err(e) => {
+            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
+            1
+        }
+    }
+}
+
+/// One result line for the summary.
+struct Outcome {
+    ok: bool,
+    name: String,
+    detail: String,
+}
+
+/// `make test` / `make stress`: the guest suite in one boot, then the log checks.
+fn run_suite(o: &Options) -> i32 {
+    let console = o.out.join("console.log");
+    let output = o.out.join("output.log");
+    let kmsg = o.out.join("kmsg.log");
+    for f in [&console, &output, &kmsg] {
+        let _ = fs::remove_file(f);
+    }
+    let suite = if o.mode == "stress" { "stress" } else { "test" };
+    let guest_args = o.guest_args.join(" ");
+    let script = format!(
+        r#"cat /dev/kmsg > /dev/ttyS2 &
+kp=$!
+/bin/kchat-vmtest --suite {suite} --module /lib/modules/kchat.ko {guest_args} > /dev/ttyS1 2>&1
+echo "KCHAT-EXIT $?" > /dev/ttyS1
+echo "kchat-vm: end of guest run" > /dev/kmsg
+sleep 1
+kill $kp
+wait $kp
+"#
+    );
+    let initrd = build_image(o, script);
+    let host_port = qemu::free_port().unwrap_or(0);
+    let guest = Guest {
+        kernel: &o.kernel,
+        initrd: &initrd,
+        cpus: o.cpus,
+        memory_mib: o.memory_mib,
+        append: String::new(),
+        serial: Serial::Files {
+            console: console.clone(),
+            output: output.clone(),
+            kmsg: kmsg.clone(),
+        },
+        forwards: if host_port != 0 { vec![(host_port, 10106)] } else { vec![] },
+    };
+    let started = Instant::now();
+    eprintln!("kchat-vm: booting the {suite} guest; output in {}", o.out.display());
+    let child = match guest.command().spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
+            return 1;
+        }
+    };
+    let (status, guest_lines) = follow(child, &output, o.timeout);
+    let elapsed = started.elapsed();
+
+    let mut outcomes = Vec::new();
+    let mut exit_seen = false;
+    for line in &guest_lines {
+        if let Some(rest) = line.strip_prefix("not ok ") {
+            outcomes.push(outcome(false, rest));
+        } else if let Some(rest) = line.strip_prefix("ok ") {
+            outcomes.push(outcome(true, rest));
+        } else if line.starts_with("KCHAT-EXIT ") {
+            exit_seen = true;
+        }
+    }
+    outcomes.push(Outcome {
+        ok: exit_seen,
+        name: "guest run completed".into(),
+        detail: match status {
+            Some(s) if exit_seen => format!("in {:.0} s, qemu {s}", elapsed.as_secs_f64()),
+            Some(s) => format!("guest died before the suite ended (qemu {s}); see {}", console.display()),
+            None => format!("timed out after {} s; see {}", o.timeout.as_secs(), console.display()),
+        },
+    });
+    outcomes.extend(check_logs(&kmsg, &console));
+
+    println!("\n== kchat {suite} summary ==");
+    for r in &outcomes {
+        let mark = if r.ok { "ok  " } else { "FAIL" };
+        if r.detail.is_empty() {
+            println!("{mark} {}", r.name);
+        } else {
+            println!("{mark} {} ({})", r.name, r.detail);
+        }
+    }
+    let passed = outcomes.iter().filter(|r| r.ok).count();
+    let failed = outcomes.len() - passed;
+    println!("{passed} passed, {failed} failed");
+    i32::from(failed != 0)
+}
+
+fn outcome(ok: bool, rest: &str) -> Outcome {
+    // "N name" or "N name: reason"
+    let rest = rest.split_once(' ').map_or(rest, |(_, r)| r);
+    let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+    Outcome {
+        ok,
+        name: format!("guest: {name}"),
+        detail: detail.to_string(),
+    }
+}
+
+/// The whole-log checks: no kernel splat anywhere, and KUnit ran with no failure.
+fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
+    let kmsg_text = fs::read(kmsg).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let console_text =
+        fs::read(console).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let k = logcheck::scan(&kmsg_text);
+    let c = logcheck::scan(&console_text);
+    let mut splats: Vec<String> = k.splats.iter().map(|f| format!("kmsg.log:{}: {}", f.line, f.text)).collect();
+    // The console has only warnings and worse; it matters when the guest died before the
+    // kmsg stream could carry the report.
+    splats.extend(c.splats.iter().map(|f| format!("console.log:{}: {}", f.line, f.text)));
+    let mut out = vec![Outcome {
+        ok: splats.is_empty() && !kmsg_text.is_empty(),
+        name: "kernel log: no BUG, WARNING, Oops, lockdep, KASAN or kmemleak report".into(),
+        detail: if kmsg_text.is_empty() {
+            "no kernel log was captured".into()
+        } else {
+            splats.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+        },
+    }];
+    let mut suites = k.ktap_suites_ok.clone();
+    suites.sort();
+    suites.dedup();
+    let kchat_suites: Vec<&String> = suites.iter().filter(|s| s.starts_with("kchat_")).collect();
+    out.push(Outcome {
+        ok: k.ktap_failures.is_empty() && !kchat_suites.is_empty(),
+        name: "KUnit: no `not ok` in the log, kchat suites ran".into(),
+        detail: if k.ktap_failures.is_empty() {
+            format!("suites ok: {}", kchat_suites.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+        } else {
+            k.ktap_failures.iter().take(5).map(|f| f.text.clone()).collect::<Vec<_>>().join("; ")
+        },
+    });
+    out
+}
+
+/// Streams the guest's test output to stdout until QEMU exits or the time runs out.
+/// Returns QEMU's exit status (None on timeout) and every output line.
+fn follow(mut child: Child, output: &Path, timeout: Duration) -> (Option<ExitStatus>, Vec<String>) {
+    let deadline = Instant::now() + timeout;
+    let mut pos = 0u64;
+    let mut partial = String::new();
+    let mut lines = Vec::new();
+    let drain = |pos: &mut u64, partial: &mut String, lines: &mut Vec<String>| {
+        if let Ok(mut f) = fs::File::open(output) {
+            if f.seek(SeekFrom::Start(*pos)).is_ok() {
+                let mut buf = Vec::new();
+                if let Ok(n) = f.read_to_end(&mut buf) {
+                    *pos += n as u64;
+                    partial.push_str(&String::from_utf8_lossy(&buf));
+                }
+            }
+        }
+        while let Some(i) = partial.find('\n') {
+            let line: String = partial.drain(..=i).collect();
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            println!("{line}");
+            lines.push(line);
+        }
+        let _ = io::stdout().flush();
+    };
+    let status = loop {
+        drain(&mut pos, &mut partial, &mut lines);
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    drain(&mut pos, &mut partial, &mut lines);
+    if !partial.is_empty() {
+        lines.push(partial);
+    }
+    (status, lines)
+}
