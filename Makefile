@@ -19,24 +19,24 @@ clean:
 
 # Installs packages, fetches the kernel and rust-src packages, builds bindgen.
 setup:
-	$(SCRIPTS)/setup.sh
+	bash $(SCRIPTS)/setup.sh
 
 # Boots the debug test kernel with kchat loaded and its port forwarded to
 # 127.0.0.1:10106; quit the guest with `poweroff` (or Ctrl-a x).
 run:
-	$(SCRIPTS)/vm.sh run debug
+	bash $(SCRIPTS)/vm.sh run debug
 
 # Builds everything the tests need, then runs the whole suite in the VM.
 test:
-	$(SCRIPTS)/vm.sh test debug
+	bash $(SCRIPTS)/vm.sh test debug
 
 # Benchmarks on the production-like kernel (never the debug one).
 bench:
-	$(SCRIPTS)/vm.sh bench bench
+	bash $(SCRIPTS)/vm.sh bench bench
 
 # The hostile-client suite on the KASAN kernel.
 stress:
-	$(SCRIPTS)/vm.sh stress kasan
+	bash $(SCRIPTS)/vm.sh stress kasan
 
 # The user-space workspace (client, load generator, reference servers).
 tools:
@@ -53,7 +53,7 @@ fmtcheck:
 
 # Lints the module with the kernel's clippy configuration; warnings are errors.
 clippy:
-	$(SCRIPTS)/vm.sh clippy debug
+	bash $(SCRIPTS)/vm.sh clippy debug
 
 help:
 	@sed -n '3,7p' Makefile

@@ -13,8 +13,8 @@ set -euo pipefail
 mode=${1:?mode}
 flavour=${2:?flavour}
 
-"$KCHAT_ROOT/tests/scripts/setup.sh"
-kdir=$("$KCHAT_ROOT/tests/scripts/kernel.sh" "$flavour")
+bash "$KCHAT_ROOT/tests/scripts/setup.sh"
+kdir=$(bash "$KCHAT_ROOT/tests/scripts/kernel.sh" "$flavour")
 read -r -a margs <<<"$(kmake_args "$flavour" | tr '\n' ' ')"
 
 # The module is built out of the source tree, one output directory per kernel,
