@@ -8,13 +8,32 @@
 
 #![crate_name = "kchat"]
 
+mod accept;
+mod client;
+mod debugfs;
+mod frame;
+mod log;
+mod net;
 mod params;
+mod proto;
+mod registry;
+mod server;
+mod stats;
+mod txqueue;
 mod wq;
 
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::Relaxed,
+        Arc, //
+    },
+};
 
+use accept::Listener;
+use debugfs::StatsFiles;
 use params::Params;
-use wq::OwnedQueue;
+use server::Server;
 
 module! {
     type: KChat,
@@ -78,25 +97,58 @@ fn read_params() -> Params {
 
 /// The loaded module.
 struct KChat {
-    params: Params,
-    _queue: OwnedQueue,
+    /// The stats view; removed first at unload, so no reader is left.
+    stats_files: Option<StatsFiles>,
+    /// The listening socket; stopped second, so nobody new arrives.
+    listener: Option<Listener>,
+    /// Everything else; shut down last (see [`Server`] for why its last reference must be
+    /// dropped here).
+    server: Arc<Server>,
 }
 
 impl kernel::Module for KChat {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let params = read_params();
         params.validate()?;
-        let queue = OwnedQueue::new_unbound(c"kchat")?;
+        let server = Server::new(params)?;
+        let listener = match Listener::start(&server) {
+            Ok(l) => l,
+            Err(e) => {
+                pr_err!("cannot listen on 0.0.0.0:{}: {:?}\n", params.port, e);
+                server.shutdown();
+                return Err(e);
+            }
+        };
+        // The stats view is a convenience: kchat runs without it (no debugfs).
+        let stats_files = StatsFiles::new(&server)
+            .inspect_err(|e| pr_warn!("no stats view in debugfs: {:?}\n", e))
+            .ok();
         pr_info!("listening on 0.0.0.0:{} ({})\n", params.port, params);
         Ok(Self {
-            params,
-            _queue: queue,
+            stats_files,
+            listener: Some(listener),
+            server,
         })
     }
 }
 
 impl Drop for KChat {
     fn drop(&mut self) {
-        pr_info!("stopped listening on 0.0.0.0:{}\n", self.params.port);
+        // Stop the chat first: under a flood, the unload must not queue behind it.
+        self.server.begin_shutdown();
+        self.stats_files = None;
+        self.listener = None;
+        self.server.shutdown();
+        let stats = &self.server.registry.stats;
+        pr_info!(
+            "stopped listening on 0.0.0.0:{}: {} clients served, {} messages relayed ({} bytes), \
+             {} frames rejected, {} slow consumers dropped\n",
+            self.server.params.port,
+            stats.served.load(Relaxed),
+            stats.relayed_msgs.load(Relaxed),
+            stats.relayed_bytes.load(Relaxed),
+            stats.frames_rejected.load(Relaxed),
+            stats.slow_consumers.load(Relaxed)
+        );
     }
 }

@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn boundaries() -> Result {
-        let cases: [(fn(&mut Params), bool); 10] = [
+        type Change = fn(&mut Params);
+        let cases: [(Change, bool); 10] = [
             (|p| p.port = 0, false),
             (|p| p.port = 1, true),
             (|p| p.max_msg_len = 0, false),

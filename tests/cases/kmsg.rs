@@ -70,4 +70,9 @@ impl Kmsg {
         self.wait_for(timeout, |l| l.contains(needle))
             .ok_or_else(|| format!("no kernel log line containing {needle:?} within {timeout:?}"))
     }
+
+    /// Every record read so far, after reading what is available now.
+    pub fn records(&mut self) -> Vec<String> {
+        self.poll().to_vec()
+    }
 }

@@ -28,7 +28,13 @@ fn load_unload_twice() -> CaseResult {
         let mut log = Kmsg::from_now().map_err(|e| e.to_string())?;
         module::load("").map_err(|e| format!("round {round}: insmod failed: {e}"))?;
         let start = log.wait_contains("kchat: listening on 0.0.0.0:10106", T)?;
-        for value in ["backlog=512", "max_clients=10000", "max_msg_len=4096", "notices=1", "trace=1"] {
+        for value in [
+            "backlog=512",
+            "max_clients=10000",
+            "max_msg_len=4096",
+            "notices=1",
+            "trace=1",
+        ] {
             if !start.contains(value) {
                 return Err(format!("start line {start:?} lacks {value}"));
             }
@@ -43,15 +49,30 @@ fn load_unload_twice() -> CaseResult {
 /// and its allowed range, and leaves the module unloaded.
 fn bad_params_refused() -> CaseResult {
     let cases = [
-        ("port=0", "invalid parameter port=0: allowed range is 1..=65535"),
-        ("max_msg_len=0", "invalid parameter max_msg_len=0: allowed range is 1..=1048576"),
+        (
+            "port=0",
+            "invalid parameter port=0: allowed range is 1..=65535",
+        ),
+        (
+            "max_msg_len=0",
+            "invalid parameter max_msg_len=0: allowed range is 1..=1048576",
+        ),
         (
             "max_msg_len=1048577",
             "invalid parameter max_msg_len=1048577: allowed range is 1..=1048576",
         ),
-        ("max_clients=0", "invalid parameter max_clients=0: allowed range is 1..=1000000"),
-        ("trace=9", "invalid parameter trace=9: allowed range is 0..=2"),
-        ("backlog=0", "invalid parameter backlog=0: allowed range is 1..=65535"),
+        (
+            "max_clients=0",
+            "invalid parameter max_clients=0: allowed range is 1..=1000000",
+        ),
+        (
+            "trace=9",
+            "invalid parameter trace=9: allowed range is 0..=2",
+        ),
+        (
+            "backlog=0",
+            "invalid parameter backlog=0: allowed range is 1..=65535",
+        ),
         (
             "max_queue_bytes=100",
             "invalid parameter max_queue_bytes=100: allowed range is 4096..=1073741824",

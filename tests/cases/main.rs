@@ -1,13 +1,17 @@
 //! `kchat-vmtest`: the test cases that run inside the guest against the real module.
 //!
 //! Each case loads kchat.ko with the parameters it needs, drives it with real TCP clients on
-//! loopback, checks the kernel log, and unloads it. Output is one `ok N name: detail` or
-//! `not ok N name: reason` line per case; the host harness (`kchat-vm`) adds the whole-log checks
+//! loopback, checks the kernel log, and unloads it. Output is one `ok N name # detail` or
+//! `not ok N name # reason` line per case; the host harness (`kchat-vm`) adds the whole-log checks
 //! and prints the summary.
 
+mod chat;
+mod disconnect;
 mod kmsg;
 mod lifecycle;
+mod limits;
 mod module;
+mod util;
 
 use std::{
     panic::{self, AssertUnwindSafe},
@@ -27,6 +31,14 @@ pub struct Case {
 fn test_suite() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(lifecycle::cases());
+    cases.extend(chat::cases());
+    cases.extend(limits::cases());
+    cases.extend(disconnect::cases());
+    // Last: everything before it has loaded and unloaded the module.
+    cases.push(Case {
+        name: "kmemleak reports no leak after the suite",
+        run: disconnect::kmemleak_clean,
+    });
     cases
 }
 
@@ -55,11 +67,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    disconnect::kmemleak_clear();
     // Failed assertions are reported as results, not as panic noise.
     panic::set_hook(Box::new(|_| {}));
     let (mut passed, mut failed) = (0, 0);
     let mut n = 0;
-    for case in cases.iter().filter(|c| filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()))) {
+    // --filter a,b runs the cases whose name contains a or b.
+    let wanted = |c: &&Case| {
+        filter
+            .as_ref()
+            .is_none_or(|f| f.split(',').any(|f| c.name.contains(f)))
+    };
+    for case in cases.iter().filter(wanted) {
         n += 1;
         let start = Instant::now();
         let result = panic::catch_unwind(AssertUnwindSafe(case.run)).unwrap_or_else(|p| {
@@ -80,11 +99,11 @@ fn main() {
         match result.and(cleanup) {
             Ok(()) => {
                 passed += 1;
-                println!("ok {n} {}: {secs:.1} s", case.name);
+                println!("ok {n} {} # {secs:.1} s", case.name);
             }
             Err(reason) => {
                 failed += 1;
-                println!("not ok {n} {}: {}", case.name, reason.replace('\n', " | "));
+                println!("not ok {n} {} # {}", case.name, reason.replace('\n', " | "));
             }
         }
     }

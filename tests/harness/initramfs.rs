@@ -64,7 +64,9 @@ pub fn build(image: &Image<'_>, staging: &Path, out: &Path) -> io::Result<()> {
 
     let mut libs = BTreeSet::new();
     for bin in &image.binaries {
-        let name = bin.file_name().ok_or_else(|| other(format!("bad path {}", bin.display())))?;
+        let name = bin
+            .file_name()
+            .ok_or_else(|| other(format!("bad path {}", bin.display())))?;
         copy(bin, &staging.join("bin").join(name))?;
         libs.extend(shared_libraries(bin)?);
     }
@@ -75,11 +77,17 @@ pub fn build(image: &Image<'_>, staging: &Path, out: &Path) -> io::Result<()> {
 
     write_exec(&staging.join("init"), INIT)?;
     write_exec(&staging.join("run.sh"), &image.run_script)?;
-    fs::write(staging.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    fs::write(
+        staging.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )?;
     fs::write(staging.join("etc/group"), "root:x:0:\n")?;
     fs::write(staging.join("etc/hosts"), "127.0.0.1 localhost\n")?;
     // /init is a plain shell, not an init that handles poweroff's signal: power off directly.
-    fs::write(staging.join("etc/profile"), "alias poweroff='poweroff -f'\nalias reboot='poweroff -f'\n")?;
+    fs::write(
+        staging.join("etc/profile"),
+        "alias poweroff='poweroff -f'\nalias reboot='poweroff -f'\n",
+    )?;
     cpio(staging, out)
 }
 

@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn kmsg_and_console_formats() {
-        assert_eq!(message_text("6,123,456789,-;kchat: started"), Some("kchat: started"));
+        assert_eq!(
+            message_text("6,123,456789,-;kchat: started"),
+            Some("kchat: started")
+        );
         assert_eq!(message_text("[    1.234567] BUG: oops"), Some("BUG: oops"));
         assert_eq!(message_text(" SUBSYSTEM=net"), None);
     }

@@ -67,7 +67,9 @@ fn parse_args() -> Options {
             "--module" => o.module = val().into(),
             "--bin-dir" => o.bin_dir = val().into(),
             "--out" => o.out = val().into(),
-            "--timeout" => o.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage())),
+            "--timeout" => {
+                o.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage()))
+            }
             "--cpus" => o.cpus = val().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = val().parse().unwrap_or_else(|_| usage()),
             "--" => {
@@ -140,7 +142,9 @@ setsid cttyhack sh -l
         serial: Serial::Interactive,
         forwards: vec![(10106, 10106)],
     };
-    eprintln!("kchat-vm: booting (TCG; about 20 s); the guest's port 10106 is 127.0.0.1:10106 here");
+    eprintln!(
+        "kchat-vm: booting (TCG; about 20 s); the guest's port 10106 is 127.0.0.1:10106 here"
+    );
     match guest.command().status() {
         Ok(s) if s.success() => 0,
         Ok(s) => {
@@ -195,10 +199,17 @@ wait $kp
             output: output.clone(),
             kmsg: kmsg.clone(),
         },
-        forwards: if host_port != 0 { vec![(host_port, 10106)] } else { vec![] },
+        forwards: if host_port != 0 {
+            vec![(host_port, 10106)]
+        } else {
+            vec![]
+        },
     };
     let started = Instant::now();
-    eprintln!("kchat-vm: booting the {suite} guest; output in {}", o.out.display());
+    eprintln!(
+        "kchat-vm: booting the {suite} guest; output in {}",
+        o.out.display()
+    );
     let child = match guest.command().spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -225,8 +236,15 @@ wait $kp
         name: "guest run completed".into(),
         detail: match status {
             Some(s) if exit_seen => format!("in {:.0} s, qemu {s}", elapsed.as_secs_f64()),
-            Some(s) => format!("guest died before the suite ended (qemu {s}); see {}", console.display()),
-            None => format!("timed out after {} s; see {}", o.timeout.as_secs(), console.display()),
+            Some(s) => format!(
+                "guest died before the suite ended (qemu {s}); see {}",
+                console.display()
+            ),
+            None => format!(
+                "timed out after {} s; see {}",
+                o.timeout.as_secs(),
+                console.display()
+            ),
         },
     });
     outcomes.extend(check_logs(&kmsg, &console));
@@ -247,9 +265,9 @@ wait $kp
 }
 
 fn outcome(ok: bool, rest: &str) -> Outcome {
-    // "N name" or "N name: reason"
+    // "N name" or "N name # detail"
     let rest = rest.split_once(' ').map_or(rest, |(_, r)| r);
-    let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+    let (name, detail) = rest.split_once(" # ").unwrap_or((rest, ""));
     Outcome {
         ok,
         name: format!("guest: {name}"),
@@ -259,22 +277,38 @@ fn outcome(ok: bool, rest: &str) -> Outcome {
 
 /// The whole-log checks: no kernel splat anywhere, and KUnit ran with no failure.
 fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
-    let kmsg_text = fs::read(kmsg).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let console_text =
-        fs::read(console).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let kmsg_text = fs::read(kmsg)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let console_text = fs::read(console)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let k = logcheck::scan(&kmsg_text);
     let c = logcheck::scan(&console_text);
-    let mut splats: Vec<String> = k.splats.iter().map(|f| format!("kmsg.log:{}: {}", f.line, f.text)).collect();
+    let mut splats: Vec<String> = k
+        .splats
+        .iter()
+        .map(|f| format!("kmsg.log:{}: {}", f.line, f.text))
+        .collect();
     // The console has only warnings and worse; it matters when the guest died before the
     // kmsg stream could carry the report.
-    splats.extend(c.splats.iter().map(|f| format!("console.log:{}: {}", f.line, f.text)));
+    splats.extend(
+        c.splats
+            .iter()
+            .map(|f| format!("console.log:{}: {}", f.line, f.text)),
+    );
     let mut out = vec![Outcome {
         ok: splats.is_empty() && !kmsg_text.is_empty(),
         name: "kernel log: no BUG, WARNING, Oops, lockdep, KASAN or kmemleak report".into(),
         detail: if kmsg_text.is_empty() {
             "no kernel log was captured".into()
         } else {
-            splats.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            splats
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         },
     }];
     let mut suites = k.ktap_suites_ok.clone();
@@ -285,9 +319,21 @@ fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
         ok: k.ktap_failures.is_empty() && !kchat_suites.is_empty(),
         name: "KUnit: no `not ok` in the log, kchat suites ran".into(),
         detail: if k.ktap_failures.is_empty() {
-            format!("suites ok: {}", kchat_suites.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "suites ok: {}",
+                kchat_suites
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         } else {
-            k.ktap_failures.iter().take(5).map(|f| f.text.clone()).collect::<Vec<_>>().join("; ")
+            k.ktap_failures
+                .iter()
+                .take(5)
+                .map(|f| f.text.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
         },
     });
     out

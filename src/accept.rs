@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The accept path: the listening socket, its callback, and the work that admits clients.
+//!
+//! The listener's `sk_data_ready` queues the accept work, which calls `kernel_accept` with
+//! `O_NONBLOCK` until `EAGAIN` (one wakeup may stand for several connections) and admits each
+//! new socket: registry, join notice, callbacks, a first read.
+
+use kernel::{
+    new_work,
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+        ArcBorrow, //
+    },
+    workqueue::{
+        Work,
+        WorkItem, //
+    },
+};
+
+use crate::{
+    client::Client,
+    log::{
+        kchat_log,
+        TRACE_CONNECTIONS,
+        TRACE_ERRORS, //
+    },
+    net::{
+        Role,
+        Socket,
+        SocketEvents, //
+    },
+    registry::AddError,
+    server::Server,
+};
+
+/// Connections one accept work run admits before it requeues itself, so that a connection
+/// storm does not starve the clients' own work.
+const ACCEPT_BUDGET: usize = 128;
+
+/// The notice a connection gets when `max_clients` are connected: a frame of 13 bytes.
+const SERVER_FULL: &[u8] = b"\x0d\x00\x00\x00! server full";
+
+/// The listening socket and its accept work.
+#[pin_data]
+pub(crate) struct Acceptor {
+    server: Arc<Server>,
+    sock: Socket,
+    /// Set when the module stops listening.
+    stopped: Atomic<bool>,
+    #[pin]
+    work: Work<Acceptor>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Acceptor { self.work }
+}
+
+impl SocketEvents for Acceptor {
+    fn data_ready(this: ArcBorrow<'_, Self>) {
+        let this: Arc<Self> = this.into();
+        // An error means the work is already queued: it accepts until EAGAIN anyway.
+        let _ = this.server.queue.enqueue(this.clone());
+    }
+
+    // Only `sk_data_ready` is replaced on a listener.
+    fn state_change(_this: ArcBorrow<'_, Self>) {}
+
+    fn write_space(_this: ArcBorrow<'_, Self>) {}
+}
+
+impl WorkItem for Acceptor {
+    type Pointer = Arc<Acceptor>;
+
+    fn run(this: Arc<Acceptor>) {
+        for _ in 0..ACCEPT_BUDGET {
+            if this.stopped.load(Relaxed) {
+                return;
+            }
+            match this.sock.accept() {
+                Ok(sock) => admit(&this.server, sock),
+                Err(e) if e == EAGAIN => return,
+                // The connection was reset while it waited in the backlog: next one.
+                Err(e) if e == ECONNABORTED => continue,
+                Err(e) => {
+                    // ENOMEM, ENFILE, or the listener was shut down at unload. The next
+                    // connection's wakeup retries.
+                    if !this.stopped.load(Relaxed) {
+                        kchat_log!(
+                            this.server,
+                            conn_log,
+                            TRACE_ERRORS,
+                            "accept failed: {:?}\n",
+                            e
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        let _ = this.server.queue.enqueue(this.clone());
+    }
+}
+
+/// Turns a freshly accepted socket into a client, or refuses it.
+fn admit(server: &Arc<Server>, sock: Socket) {
+    let Ok(peer) = sock.peer_addr() else {
+        // Gone already (reset in the backlog): nothing to admit.
+        return;
+    };
+    if server.registry.len() >= server.params.max_clients as usize {
+        refused(server, peer, "server full");
+        let _ = sock.send(SERVER_FULL);
+        sock.shutdown();
+        return;
+    }
+    sock.set_nodelay();
+    let client = match Client::new(server.clone(), sock, peer, server.next_id()) {
+        Ok(c) => c,
+        Err(_) => {
+            refused(server, peer, "out of memory");
+            return;
+        }
+    };
+    match server.registry.add(&client) {
+        Ok(()) => {}
+        Err(AddError::Full) => {
+            refused(server, peer, "server full");
+            client.refuse(SERVER_FULL);
+            return;
+        }
+        Err(AddError::NoMemory) => {
+            refused(server, peer, "out of memory");
+            client.refuse(b"");
+            return;
+        }
+        Err(AddError::Closing) => return,
+    }
+    kchat_log!(
+        server,
+        conn_log,
+        TRACE_CONNECTIONS,
+        "New Client Connected: {}\n",
+        peer
+    );
+    Client::start(&client);
+}
+
+fn refused(server: &Server, peer: crate::net::SocketAddrV4, why: &str) {
+    if why == "server full" {
+        server.registry.stats.refused_full.add(1, Relaxed);
+    }
+    kchat_log!(
+        server,
+        conn_log,
+        TRACE_CONNECTIONS,
+        "Client Refused: {} ({})\n",
+        peer,
+        why
+    );
+}
+
+/// The running listener, owned by the module. Dropping it stops listening.
+pub(crate) struct Listener(Arc<Acceptor>);
+
+impl Listener {
+    /// Listens on 0.0.0.0:`port` and starts accepting.
+    pub(crate) fn start(server: &Arc<Server>) -> Result<Self> {
+        let sock = Socket::listen_tcp(server.params.port, server.params.backlog)?;
+        let acceptor = Arc::pin_init(
+            try_pin_init!(Acceptor {
+                server: server.clone(),
+                sock,
+                stopped: Atomic::new(false),
+                work <- new_work!("Acceptor::work"),
+            }),
+            GFP_KERNEL,
+        )?;
+        acceptor
+            .sock
+            .attach(acceptor.clone(), Role::Listener)
+            .map_err(|_| EBUSY)?;
+        // Connections that completed before the callback was installed woke nobody.
+        let _ = server.queue.enqueue(acceptor.clone());
+        Ok(Self(acceptor))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let acceptor = &self.0;
+        acceptor.stopped.store(true, Relaxed);
+        // After this no callback can queue the accept work.
+        drop(acceptor.sock.detach::<Acceptor>());
+        // Closes the backlog; an accept work still queued fails and returns. The socket is
+        // released with the last reference, after that work has run.
+        acceptor.sock.shutdown();
+    }
+}

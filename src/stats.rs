@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Counters for the admin: the stats view in debugfs and the exit line.
+
+use kernel::{
+    fmt,
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+};
+
+/// Server-wide counters. Updated with relaxed atomics: each is exact, but a reader may see one
+/// a little ahead of another.
+pub(crate) struct Stats {
+    /// Clients connected now (changed under the registry lock).
+    pub(crate) clients_now: Atomic<u64>,
+    /// Most clients connected at once.
+    pub(crate) clients_peak: Atomic<u64>,
+    /// Connections accepted into the registry since load.
+    pub(crate) served: Atomic<u64>,
+    /// Chat messages delivered to a recipient's queue (one message to 5 others counts 5).
+    pub(crate) relayed_msgs: Atomic<u64>,
+    /// Bytes of those relayed frames, as sent (header, label and message).
+    pub(crate) relayed_bytes: Atomic<u64>,
+    /// Frames refused for declaring a length above `max_msg_len`.
+    pub(crate) frames_rejected: Atomic<u64>,
+    /// Clients dropped because their send queue passed `max_queue_bytes`.
+    pub(crate) slow_consumers: Atomic<u64>,
+    /// Connections refused with `! server full`.
+    pub(crate) refused_full: Atomic<u64>,
+}
+
+impl Stats {
+    pub(crate) const fn new() -> Self {
+        Self {
+            clients_now: Atomic::new(0),
+            clients_peak: Atomic::new(0),
+            served: Atomic::new(0),
+            relayed_msgs: Atomic::new(0),
+            relayed_bytes: Atomic::new(0),
+            frames_rejected: Atomic::new(0),
+            slow_consumers: Atomic::new(0),
+            refused_full: Atomic::new(0),
+        }
+    }
+
+    /// A client joined; `now` are connected including it. Called under the registry lock.
+    pub(crate) fn joined(&self, now: usize) {
+        let now = now as u64;
+        self.served.add(1, Relaxed);
+        self.clients_now.store(now, Relaxed);
+        if now > self.clients_peak.load(Relaxed) {
+            self.clients_peak.store(now, Relaxed);
+        }
+    }
+
+    /// A chat frame of `len` bytes went to `recipients` clients.
+    pub(crate) fn relayed(&self, recipients: u64, len: usize) {
+        self.relayed_msgs.add(recipients, Relaxed);
+        self.relayed_bytes.add(recipients * len as u64, Relaxed);
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: [(&str, &Atomic<u64>); 8] = [
+            ("clients_now", &self.clients_now),
+            ("clients_peak", &self.clients_peak),
+            ("connections_served", &self.served),
+            ("messages_relayed", &self.relayed_msgs),
+            ("bytes_relayed", &self.relayed_bytes),
+            ("frames_rejected", &self.frames_rejected),
+            ("slow_consumers_dropped", &self.slow_consumers),
+            ("connections_refused_full", &self.refused_full),
+        ];
+        for (name, v) in rows {
+            f.write_fmt(fmt!("{name}: {}\n", v.load(Relaxed)))?;
+        }
+        Ok(())
+    }
+}

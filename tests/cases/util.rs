@@ -1,0 +1,125 @@
+//! Helpers shared by the cases: loading kchat, connecting clients, reading its stats view.
+
+use std::{
+    collections::HashMap,
+    thread,
+    time::{Duration, Instant},
+};
+
+use kchat_proto::Conn;
+
+use crate::{kmsg::Kmsg, module};
+
+/// Where kchat listens in the guest (the default port).
+pub const ADDR: &str = "127.0.0.1:10106";
+
+/// A generous bound for one step of a case; TCG guests are slow and shared machines noisy.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// Fails the case with a formatted reason unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(format!($($arg)+));
+        }
+    };
+}
+
+/// Turns any error into a case failure with context.
+pub trait Context<T> {
+    fn ctx(self, what: &str) -> Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Loads kchat with `params` and waits for its start line; returns a log reader that started
+/// just before the load.
+pub fn start(params: &str) -> Result<Kmsg, String> {
+    let mut log = Kmsg::from_now().ctx("open /dev/kmsg")?;
+    module::load(params).ctx(&format!("insmod kchat.ko {params}"))?;
+    log.wait_contains("kchat: listening on", STEP)?;
+    Ok(log)
+}
+
+/// Connects a client to kchat.
+pub fn connect() -> Result<Conn, String> {
+    Conn::connect(ADDR).ctx("connect to kchat")
+}
+
+/// A client's default label as the server shows it: `ip:port`.
+pub fn label(c: &Conn) -> String {
+    c.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// The counters of /sys/kernel/debug/kchat/stats.
+pub fn stats() -> Result<HashMap<String, u64>, String> {
+    let text = std::fs::read_to_string("/sys/kernel/debug/kchat/stats").ctx("read kchat stats")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+        .collect())
+}
+
+/// One counter of the stats view.
+pub fn stat(name: &str) -> Result<u64, String> {
+    stats()?
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("no {name} in kchat stats"))
+}
+
+/// Waits until the stats view shows `n` connected clients.
+pub fn wait_clients(n: u64, timeout: Duration) -> Result<(), String> {
+    wait_stat("clients_now", n, timeout)
+}
+
+/// Waits until counter `name` equals `want`.
+pub fn wait_stat(name: &str, want: u64, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = stat(name)?;
+        if v == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} is {v}, expected {want} within {timeout:?}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A field of /proc/meminfo, in KiB.
+pub fn meminfo(field: &str) -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/meminfo").ctx("read /proc/meminfo")?;
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .ok_or_else(|| format!("no {field} in /proc/meminfo"))
+}
+
+/// Expects the next frame on `c` to be exactly `want`.
+pub fn expect_frame(c: &mut Conn, want: &str) -> Result<(), String> {
+    let got = c.recv_text(STEP).ctx(&format!("waiting for {want:?}"))?;
+    ensure!(got == want, "received {got:?}, expected {want:?}");
+    Ok(())
+}
+
+/// Expects no frame on `c` for `quiet`.
+pub fn expect_silence(c: &mut Conn, quiet: Duration) -> Result<(), String> {
+    match c.recv_timeout(quiet) {
+        Ok(None) => Ok(()),
+        Ok(Some(f)) => Err(format!(
+            "unexpected frame {:?}",
+            String::from_utf8_lossy(&f)
+        )),
+        Err(e) => Err(format!("unexpected error {e}")),
+    }
+}
