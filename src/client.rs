@@ -228,9 +228,15 @@ impl Client {
         *self.label.lock() = label;
     }
 
-    /// Bytes queued for this client (for the stats view).
+    /// Bytes waiting in this client's send queue (for the stats view).
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.tx.lock().bytes() + self.sock.send_queued()
+        self.tx.lock().bytes()
+    }
+
+    /// Memory charged to the socket's send queue, data not yet acknowledged included (for the
+    /// stats view).
+    pub(crate) fn socket_queued(&self) -> usize {
+        self.sock.send_queued()
     }
 
     /// Installs the callbacks and looks once for data that arrived before them.

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The admin's read-only view, in debugfs: `/sys/kernel/debug/kchat/stats` (server counters)
-//! and `/sys/kernel/debug/kchat/clients` (one line per connected client).
+//! and `/sys/kernel/debug/kchat/clients` (one line per connected client: id, label, peer, bytes
+//! received from it, bytes sent to it, bytes in kchat's queue for it, and the memory charged to
+//! its socket's send queue, unacknowledged data included).
 //!
 //! Reading takes the registry lock only to copy out references to the clients, so a reader
 //! never holds up the chat while it formats, and never sees a freed client.
@@ -56,16 +58,17 @@ fn show_stats(server: &Arc<Server>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 fn show_clients(server: &Arc<Server>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let clients = server.registry.snapshot().map_err(|_| fmt::Error)?;
-    f.write_str("id label peer bytes_in bytes_out queued_bytes\n")?;
+    f.write_str("id label peer bytes_in bytes_out queued_bytes socket_wmem\n")?;
     for c in clients.iter() {
         f.write_fmt(fmt!(
-            "{} {} {} {} {} {}\n",
+            "{} {} {} {} {} {} {}\n",
             c.id,
             c.label(),
             c.peer,
             c.bytes_in.load(Relaxed),
             c.bytes_out.load(Relaxed),
-            c.queued_bytes()
+            c.queued_bytes(),
+            c.socket_queued()
         ))?;
     }
     Ok(())

@@ -263,7 +263,8 @@ impl Socket {
         unsafe { ffi::tcp_sock_set_nodelay(self.sk()) };
     }
 
-    /// Bytes sitting in the socket's send queue (for the stats view).
+    /// Memory charged to the socket's send queue (`sk_wmem_queued`: data not yet acknowledged
+    /// and its buffer overhead), for the stats view.
     pub(crate) fn send_queued(&self) -> usize {
         // SAFETY: `sk` is valid by the type invariant; the helper reads one field.
         let n = unsafe { ffi::kchat_sk_wmem_queued(self.sk()) };

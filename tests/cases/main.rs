@@ -6,6 +6,7 @@
 //! and prints the summary.
 
 mod chat;
+mod commands;
 mod disconnect;
 mod kmsg;
 mod lifecycle;
@@ -32,6 +33,7 @@ fn test_suite() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(lifecycle::cases());
     cases.extend(chat::cases());
+    cases.extend(commands::cases());
     cases.extend(limits::cases());
     cases.extend(disconnect::cases());
     // Last: everything before it has loaded and unloaded the module.

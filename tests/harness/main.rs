@@ -36,12 +36,14 @@ struct Options {
     memory_mib: u32,
     /// Arguments passed through to the guest runner.
     guest_args: Vec<String>,
+    /// Output of `cargo test` on the host, whose results join the summary.
+    host_test_log: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: kchat-vm test|stress|run --kernel BZIMAGE --module KO --bin-dir DIR --out DIR \
-         [--timeout SECONDS] [--cpus N] [--memory MIB] [-- GUEST-ARGS]"
+         [--timeout SECONDS] [--cpus N] [--memory MIB] [--host-test-log FILE] [-- GUEST-ARGS]"
     );
     exit(2)
 }
@@ -59,6 +61,7 @@ fn parse_args() -> Options {
         cpus: 2,
         memory_mib: 2048,
         guest_args: Vec::new(),
+        host_test_log: None,
     };
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -72,6 +75,7 @@ fn parse_args() -> Options {
             }
             "--cpus" => o.cpus = val().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = val().parse().unwrap_or_else(|_| usage()),
+            "--host-test-log" => o.host_test_log = Some(val().into()),
             "--" => {
                 o.guest_args.extend(args.by_ref());
             }
@@ -100,7 +104,10 @@ fn main() {
 
 /// Guest binaries every image carries.
 fn guest_binaries(o: &Options) -> Vec<PathBuf> {
-    ["kchat-vmtest"].iter().map(|b| o.bin_dir.join(b)).collect()
+    ["kchat-vmtest", "kchat"]
+        .iter()
+        .map(|b| o.bin_dir.join(b))
+        .collect()
 }
 
 fn build_image(o: &Options, run_script: String) -> PathBuf {
@@ -217,7 +224,12 @@ wait $kp
             return 1;
         }
     };
-    let (status, guest_lines) = follow(child, &output, o.timeout);
+    let steps = HostSteps {
+        kchat: o.bin_dir.join("kchat"),
+        port: host_port,
+        running: Vec::new(),
+    };
+    let (status, guest_lines, steps) = follow(child, &output, o.timeout, steps);
     let elapsed = started.elapsed();
 
     let mut outcomes = Vec::new();
@@ -247,7 +259,11 @@ wait $kp
             ),
         },
     });
+    outcomes.extend(steps.finish());
     outcomes.extend(check_logs(&kmsg, &console));
+    if let Some(log) = &o.host_test_log {
+        outcomes.extend(host_tests(log));
+    }
 
     println!("\n== kchat {suite} summary ==");
     for r in &outcomes {
@@ -339,9 +355,165 @@ fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
     out
 }
 
-/// Streams the guest's test output to stdout until QEMU exits or the time runs out.
-/// Returns QEMU's exit status (None on timeout) and every output line.
-fn follow(mut child: Child, output: &Path, timeout: Duration) -> (Option<ExitStatus>, Vec<String>) {
+/// The results of `cargo test` on the host (unit tests of the tools and the harness, the
+/// client's terminal tests), one outcome per test, from its output.
+fn host_tests(log: &Path) -> Vec<Outcome> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        // "test path::name ... ok" / "... FAILED" / "... ignored"
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, result)) = rest.rsplit_once(" ... ") else {
+            continue;
+        };
+        let ok = match result.trim() {
+            "ok" => true,
+            "FAILED" => false,
+            _ => continue,
+        };
+        out.push(Outcome {
+            ok,
+            name: format!("host: {name}"),
+            detail: String::new(),
+        });
+    }
+    if out.is_empty() || !text.contains("test result:") {
+        out.push(Outcome {
+            ok: false,
+            name: "host: cargo test".into(),
+            detail: format!("no test results in {}", log.display()),
+        });
+    }
+    if text.contains("error: test failed") || text.contains("error: could not compile") {
+        out.push(Outcome {
+            ok: false,
+            name: "host: cargo test finished".into(),
+            detail: format!("see {}", log.display()),
+        });
+    }
+    out
+}
+
+/// Steps the guest asks the host to run (`KCHAT-HOST-STEP NAME` on its output), each in a
+/// thread while the guest waits for its effect.
+struct HostSteps {
+    /// The host build of the `kchat` client.
+    kchat: PathBuf,
+    /// Host port forwarded to the guest's 10106.
+    port: u16,
+    running: Vec<thread::JoinHandle<Outcome>>,
+}
+
+impl HostSteps {
+    fn start(&mut self, name: &str) {
+        let (kchat, port) = (self.kchat.clone(), self.port);
+        let handle = match name {
+            "chat" => thread::spawn(move || host_chat(&kchat, port)),
+            other => {
+                let other = other.to_string();
+                thread::spawn(move || Outcome {
+                    ok: false,
+                    name: format!("host step {other}"),
+                    detail: "unknown step".into(),
+                })
+            }
+        };
+        self.running.push(handle);
+    }
+
+    fn finish(self) -> Vec<Outcome> {
+        self.running
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Outcome {
+                    ok: false,
+                    name: "host step".into(),
+                    detail: "panicked".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The `chat` step: the `kchat` client, scripted, on the host, through the forwarded port.
+/// It sets a nick and says hello; the guest's client answers; the step passes when the host
+/// client printed the answer, then ends its input so it leaves.
+fn host_chat(kchat: &Path, port: u16) -> Outcome {
+    let name = "host: kchat client on the host chats through the forwarded port".to_string();
+    let fail = |detail: String| Outcome {
+        ok: false,
+        name: name.clone(),
+        detail,
+    };
+    let mut child = match std::process::Command::new(kchat)
+        .args([
+            "--nick",
+            "hostuser",
+            "--linger",
+            "300",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot run {}: {e}", kchat.display())),
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    if let Err(e) = writeln!(stdin, "hello from the host") {
+        return fail(format!("writing to the client: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let answered = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.ends_with(": hello from the guest") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    drop(stdin);
+    let status = child.wait();
+    if !answered {
+        return fail(format!(
+            "no answer from the guest; the client printed {seen:?}"
+        ));
+    }
+    match status {
+        Ok(s) if s.success() => Outcome {
+            ok: true,
+            name,
+            detail: "hello from the host, hello from the guest".into(),
+        },
+        Ok(s) => fail(format!("the client exited with {s}")),
+        Err(e) => fail(format!("waiting for the client: {e}")),
+    }
+}
+
+/// Streams the guest's test output to stdout until QEMU exits or the time runs out, starting
+/// the host steps the guest asks for. Returns QEMU's exit status (None on timeout), every
+/// output line, and the steps.
+fn follow(
+    mut child: Child,
+    output: &Path,
+    timeout: Duration,
+    mut steps: HostSteps,
+) -> (Option<ExitStatus>, Vec<String>, HostSteps) {
     let deadline = Instant::now() + timeout;
     let mut pos = 0u64;
     let mut partial = String::new();
@@ -356,16 +528,23 @@ fn follow(mut child: Child, output: &Path, timeout: Duration) -> (Option<ExitSta
                 }
             }
         }
+        let mut new = Vec::new();
         while let Some(i) = partial.find('\n') {
             let line: String = partial.drain(..=i).collect();
             let line = line.trim_end_matches(['\r', '\n']).to_string();
             println!("{line}");
-            lines.push(line);
+            new.push(line);
         }
         let _ = io::stdout().flush();
+        lines.extend(new.iter().cloned());
+        new
     };
     let status = loop {
-        drain(&mut pos, &mut partial, &mut lines);
+        for line in drain(&mut pos, &mut partial, &mut lines) {
+            if let Some(step) = line.strip_prefix("KCHAT-HOST-STEP ") {
+                steps.start(step.trim());
+            }
+        }
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) => {}
@@ -382,5 +561,5 @@ fn follow(mut child: Child, output: &Path, timeout: Duration) -> (Option<ExitSta
     if !partial.is_empty() {
         lines.push(partial);
     }
-    (status, lines)
+    (status, lines, steps)
 }

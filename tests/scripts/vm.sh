@@ -35,8 +35,17 @@ build_module
 log "building the user-space workspace (release)"
 (cd "$KCHAT_ROOT" && cargo build -q --release --workspace)
 
+extra=()
+if [ "$mode" = test ]; then
+	# Host-side tests (tools, harness, the client in a terminal) join the summary.
+	mkdir -p "$KCHAT_ROOT/target/vm"
+	log "running cargo test on the host"
+	(cd "$KCHAT_ROOT" && cargo test --release --workspace --no-fail-fast 2>&1) >"$KCHAT_ROOT/target/vm/host-tests.log" || true
+	extra=(--host-test-log "$KCHAT_ROOT/target/vm/host-tests.log")
+fi
+
 harness=$KCHAT_ROOT/target/release/kchat-vm
-exec "$harness" "$mode" \
+exec "$harness" "$mode" "${extra[@]}" \
 	--kernel "$kdir/arch/x86/boot/bzImage" \
 	--module "$mo/kchat.ko" \
 	--bin-dir "$KCHAT_ROOT/target/release" \
