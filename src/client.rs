@@ -63,6 +63,7 @@ use crate::{
     },
     registry::NickRefused,
     server::Server,
+    throttle::Bucket,
     txqueue::TxQueue,
 };
 
@@ -70,6 +71,10 @@ use crate::{
 const RX: u64 = 0;
 /// Work item id of the send work.
 const TX: u64 = 1;
+
+/// The smallest frame that carries a message: a header and one byte. (A keep-alive is 4 bytes
+/// but costs no token.)
+const MIN_MESSAGE: usize = 5;
 
 /// Bytes read per `recv` call.
 const RX_CHUNK: usize = 16 * 1024;
@@ -135,13 +140,24 @@ impl CloseReason {
     }
 }
 
+/// Client objects allocated and not yet freed, across the module (for the stats view and the
+/// leak checks of the tests).
+static ALLOCATED: Atomic<u64> = Atomic::new(0);
+
+/// Client objects alive now.
+pub(crate) fn allocated() -> u64 {
+    ALLOCATED.load(Relaxed)
+}
+
 /// The client's receive side; only its rx work touches it.
 struct RxState {
     reader: FrameReader,
+    /// Flood control.
+    bucket: Bucket,
 }
 
 /// A connected client.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Client {
     /// The server this client belongs to.
     server: Arc<Server>,
@@ -166,6 +182,8 @@ pub(crate) struct Client {
     close: Atomic<u64>,
     /// Whether the teardown has run.
     torn_down: Atomic<bool>,
+    /// Whether the client waits in the server's throttle list (flood control).
+    throttled: Atomic<bool>,
     /// Bytes received from the client.
     pub(crate) bytes_in: Atomic<u64>,
     /// Bytes sent to the client.
@@ -192,7 +210,7 @@ impl Client {
         id: u64,
     ) -> Result<Arc<Self>> {
         let max_len = server.params.max_msg_len;
-        Arc::pin_init(
+        let client = Arc::pin_init(
             try_pin_init!(Self {
                 server,
                 sock,
@@ -201,6 +219,7 @@ impl Client {
                 rx <- new_mutex!(
                     RxState {
                         reader: FrameReader::new(max_len),
+                        bucket: Bucket::new(),
                     },
                     "Client::rx"
                 ),
@@ -208,6 +227,7 @@ impl Client {
                 label <- new_spinlock!(Label::from_addr(*peer), "Client::label"),
                 close: Atomic::new(0),
                 torn_down: Atomic::new(false),
+                throttled: Atomic::new(false),
                 bytes_in: Atomic::new(0),
                 bytes_out: Atomic::new(0),
                 msgs_in: Atomic::new(0),
@@ -215,7 +235,15 @@ impl Client {
                 tx_work <- new_work!("Client::tx_work"),
             }),
             GFP_KERNEL,
-        )
+        )?;
+        ALLOCATED.add(1, Relaxed);
+        Ok(client)
+    }
+
+    /// The throttle work's call: the client's bucket has refilled, read again.
+    pub(crate) fn resume(this: &Arc<Self>) {
+        this.throttled.store(false, Relaxed);
+        Self::queue_rx(this.clone());
     }
 
     /// The label others see now.
@@ -350,16 +378,32 @@ impl Client {
     fn receive(this: &Arc<Self>) -> Result<bool, CloseReason> {
         let mut buf =
             KVVec::from_elem(0u8, RX_CHUNK, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
+        let server = &this.server;
+        let rate = server.rate;
         let mut rx = this.rx.lock();
         let mut budget = RX_BUDGET;
         loop {
-            if this.is_closing() || this.server.is_closing() {
+            if this.is_closing() || server.is_closing() {
                 return Ok(false);
             }
             if budget == 0 {
                 return Ok(true);
             }
-            let n = match this.sock.recv(&mut buf) {
+            // Over its rate: stop reading (TCP pushes back on the client alone) until the
+            // throttle work resumes it. Near it, read only as much as can hold the messages it
+            // may still send (a message is at least 5 bytes), so a burst is never exceeded.
+            let allowance = rx.bucket.allowance(rate, server.now_ns());
+            if allowance == 0 {
+                let wait = rx.bucket.wait(rate, server.now_ns()).max(1);
+                if !this.throttled.xchg(true, Full) {
+                    Server::throttle(server, this, wait).map_err(|_| CloseReason::NoMemory)?;
+                }
+                return Ok(false);
+            }
+            let room = usize::try_from(allowance.saturating_mul(MIN_MESSAGE as u64))
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = match this.sock.recv(&mut buf[..room]) {
                 Ok(0) if rx.reader.mid_frame() => return Err(CloseReason::EofMidFrame),
                 Ok(0) => return Err(CloseReason::Eof),
                 Ok(n) => n,
@@ -376,6 +420,7 @@ impl Client {
                 })?;
                 input = &input[used..];
                 if let Some(payload) = payload {
+                    rx.bucket.charge(rate, server.now_ns());
                     Self::dispatch(this, payload)?;
                 }
             }
@@ -496,6 +541,13 @@ impl Client {
     pub(crate) fn shutdown_now(this: &Arc<Self>) {
         this.mark_closing(CloseReason::ServerShutdown);
         Self::teardown(this);
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Client {
+    fn drop(self: Pin<&mut Self>) {
+        ALLOCATED.fetch_sub(1, Relaxed);
     }
 }
 

@@ -8,9 +8,17 @@
 //! payload, so that [`Frame::relay`] can build the outgoing `[len]LABEL: payload` frame in
 //! place, without copying the payload again.
 
+use core::ops::{
+    Deref,
+    DerefMut, //
+};
 use kernel::{
     fmt,
-    prelude::*, //
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
 };
 
 use crate::proto::{Label, MAX_LABEL_LEN};
@@ -25,6 +33,51 @@ const LABEL_SEP: &[u8] = b": ";
 /// separator.
 pub(crate) const HEADROOM: usize = HEADER_LEN + MAX_LABEL_LEN + LABEL_SEP.len();
 
+/// Bytes held by message buffers (payloads being received, frames waiting in queues), across
+/// the module: the stats view shows it, and the hostile-client tests check that it returns to
+/// zero once the attackers are gone.
+static BUFFER_BYTES: Atomic<u64> = Atomic::new(0);
+
+/// Bytes held by message buffers now.
+pub(crate) fn buffer_bytes() -> u64 {
+    BUFFER_BYTES.load(Relaxed)
+}
+
+/// A message buffer, counted in [`BUFFER_BYTES`] for as long as it lives.
+struct Buf {
+    v: KVVec<u8>,
+    /// What was added to the count (the capacity when counted).
+    counted: usize,
+}
+
+impl Buf {
+    fn new(v: KVVec<u8>) -> Self {
+        let counted = v.capacity();
+        BUFFER_BYTES.add(counted as u64, Relaxed);
+        Self { v, counted }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        BUFFER_BYTES.fetch_sub(self.counted as u64, Relaxed);
+    }
+}
+
+impl Deref for Buf {
+    type Target = KVVec<u8>;
+
+    fn deref(&self) -> &KVVec<u8> {
+        &self.v
+    }
+}
+
+impl DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut KVVec<u8> {
+        &mut self.v
+    }
+}
+
 /// Why a byte stream is not a valid sequence of frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FrameError {
@@ -37,7 +90,7 @@ pub(crate) enum FrameError {
 /// A complete payload received from a client, with [`HEADROOM`] bytes reserved in front.
 pub(crate) struct Payload {
     /// `HEADROOM` reserved bytes, then the payload.
-    buf: KVVec<u8>,
+    buf: Buf,
 }
 
 impl Payload {
@@ -52,7 +105,7 @@ enum State {
     /// Reading the 4-byte header; `have` bytes of it are in `buf`.
     Header { buf: [u8; HEADER_LEN], have: usize },
     /// Reading a payload; `need` more bytes complete it.
-    Payload { buf: KVVec<u8>, need: usize },
+    Payload { buf: Buf, need: usize },
 }
 
 /// Reassembles frames from a byte stream.
@@ -102,12 +155,18 @@ impl FrameReader {
                 }
                 // `len <= max_len <= 1 MiB`, so the sum cannot overflow.
                 let need = len as usize;
-                let mut payload = KVVec::with_capacity(HEADROOM + need, GFP_KERNEL)
+                // The size is the client's to choose (within max_msg_len): a failure is its
+                // problem, not worth a warning in the log.
+                let flags = GFP_KERNEL | __GFP_NOWARN;
+                let mut payload = KVVec::with_capacity(HEADROOM + need, flags)
                     .map_err(|_| FrameError::NoMemory)?;
                 payload
-                    .extend_with(HEADROOM, 0, GFP_KERNEL)
+                    .extend_with(HEADROOM, 0, flags)
                     .map_err(|_| FrameError::NoMemory)?;
-                self.state = State::Payload { buf: payload, need };
+                self.state = State::Payload {
+                    buf: Buf::new(payload),
+                    need,
+                };
                 Ok((take, None))
             }
             State::Payload { buf, need } => {
@@ -137,7 +196,7 @@ impl FrameReader {
 
 /// A frame to send: built once, shared by every recipient through an `Arc`.
 pub(crate) struct Frame {
-    buf: KVVec<u8>,
+    buf: Buf,
     /// Where the frame starts in `buf` (relayed frames use only part of the headroom).
     start: usize,
 }
@@ -166,7 +225,10 @@ impl Frame {
         let mut buf = w.0;
         let len = u32::try_from(buf.len() - HEADER_LEN).map_err(|_| EMSGSIZE)?;
         buf[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
-        Ok(Self { buf, start: 0 })
+        Ok(Self {
+            buf: Buf::new(buf),
+            start: 0,
+        })
     }
 
     /// The frame as it goes on the wire.

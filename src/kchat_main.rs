@@ -19,6 +19,7 @@ mod proto;
 mod registry;
 mod server;
 mod stats;
+mod throttle;
 mod txqueue;
 mod wq;
 

@@ -4,6 +4,7 @@
 //! registry, the log rate limits.
 
 use kernel::{
+    new_delayed_work, new_mutex,
     prelude::*,
     sync::{
         atomic::{
@@ -11,15 +12,43 @@ use kernel::{
             Relaxed, //
         },
         Arc,
+        Mutex, //
     },
     time::{
+        msecs_to_jiffies,
         Delta,
         Instant,
         Monotonic, //
     },
+    workqueue::{
+        DelayedWork,
+        WorkItem, //
+    },
 };
 
-use crate::{client::Client, log::RateLimit, params::Params, registry::Registry, wq::OwnedQueue};
+use crate::{
+    client::Client,
+    log::RateLimit,
+    params::Params,
+    registry::Registry,
+    throttle::Rate,
+    wq::{
+        flush_delayed,
+        OwnedQueue, //
+    }, //
+};
+
+/// The throttle work looks again at least this often while clients wait, so a client that is
+/// added while the work's timer is set for later waits at most this much too long.
+const THROTTLE_TICK_MS: u32 = 10;
+
+/// Clients waiting for their token bucket to refill.
+struct Throttled {
+    /// Each client with the time (ns on the server's clock) it may read again.
+    clients: KVec<(i64, Arc<Client>)>,
+    /// Set at unload: nobody is added, the work does not set its timer again.
+    closing: bool,
+}
 
 /// Connection and error lines: at most this many per [`LOG_INTERVAL_MS`].
 const CONN_LOG_BURST: u32 = 200;
@@ -55,6 +84,18 @@ pub(crate) struct Server {
     next_id: Atomic<u64>,
     /// When the module was loaded.
     started: Instant<Monotonic>,
+    /// The per-client rate limit in force.
+    pub(crate) rate: Rate,
+    /// Clients over their rate, waiting.
+    #[pin]
+    throttled: Mutex<Throttled>,
+    /// Resumes the throttled clients whose time has come.
+    #[pin]
+    throttle_work: DelayedWork<Server>,
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Server { self.throttle_work }
 }
 
 impl Server {
@@ -71,6 +112,15 @@ impl Server {
                 closing: Atomic::new(false),
                 next_id: Atomic::new(1),
                 started: Instant::now(),
+                rate: Rate::new(params.max_msg_rate),
+                throttled <- new_mutex!(
+                    Throttled {
+                        clients: KVec::new(),
+                        closing: false,
+                    },
+                    "Server::throttled"
+                ),
+                throttle_work <- new_delayed_work!("Server::throttle_work"),
             }),
             GFP_KERNEL,
         )
@@ -96,10 +146,46 @@ impl Server {
         self.started.elapsed()
     }
 
+    /// The server's clock, for token buckets: ns since load.
+    pub(crate) fn now_ns(&self) -> i64 {
+        self.uptime().as_nanos()
+    }
+
+    /// Parks `client` until `wait_ns` from now; the throttle work then queues its rx work.
+    pub(crate) fn throttle(this: &Arc<Self>, client: &Arc<Client>, wait_ns: i64) -> Result {
+        let mut t = this.throttled.lock();
+        if t.closing {
+            return Ok(());
+        }
+        t.clients
+            .push((this.now_ns() + wait_ns, client.clone()), GFP_KERNEL)?;
+        this.registry.stats.throttled.add(1, Relaxed);
+        Self::arm_throttle(this, wait_ns);
+        Ok(())
+    }
+
+    /// Sets the throttle work's timer for `wait_ns` from now (at most one tick), unless it is
+    /// already set. Called with `throttled` locked, so that unload cannot miss a timer.
+    fn arm_throttle(this: &Arc<Self>, wait_ns: i64) {
+        let ms = u32::try_from(wait_ns / 1_000_000).unwrap_or(u32::MAX);
+        let delay = msecs_to_jiffies(ms.clamp(1, THROTTLE_TICK_MS));
+        // An error means the timer is set already; that tick looks at every client.
+        let _ = this.queue.enqueue_delayed(this.clone(), delay);
+    }
+
     /// Disconnects every client and runs every pending work item. The listener must already
     /// be stopped; afterwards nothing of kchat is reachable from any socket.
     pub(crate) fn shutdown(&self) {
         self.begin_shutdown();
+        // No timer may outlive the queue: stop the throttle work, then run it once now if it
+        // was set (it sees `closing` and does not set it again).
+        let waiting = {
+            let mut t = self.throttled.lock();
+            t.closing = true;
+            core::mem::take(&mut t.clients)
+        };
+        drop(waiting);
+        flush_delayed(&self.throttle_work);
         let clients = self.registry.close_all();
         pr_info!("stopping: disconnecting {} clients\n", clients.len());
         for c in clients.iter() {
@@ -110,5 +196,47 @@ impl Server {
         self.queue.drain();
         // The last references to the clients go here, releasing their sockets.
         drop(clients);
+    }
+}
+
+impl WorkItem for Server {
+    type Pointer = Arc<Server>;
+
+    /// The throttle tick: queue the rx work of every client whose time has come, and look
+    /// again while some still wait.
+    fn run(this: Arc<Server>) {
+        let now = this.now_ns();
+        let mut due = KVec::new();
+        {
+            let mut t = this.throttled.lock();
+            if t.closing {
+                return;
+            }
+            if due.reserve(t.clients.len(), GFP_KERNEL).is_err() {
+                // Try again next tick; nobody is lost.
+                Self::arm_throttle(&this, 0);
+                return;
+            }
+            let mut next = i64::MAX;
+            let mut i = 0;
+            while i < t.clients.len() {
+                let when = t.clients[i].0;
+                if when > now {
+                    next = next.min(when);
+                    i += 1;
+                    continue;
+                }
+                if let Ok((_, c)) = t.clients.remove(i) {
+                    // Within the capacity reserved above: cannot fail.
+                    let _ = due.push_within_capacity(c);
+                }
+            }
+            if next != i64::MAX {
+                Self::arm_throttle(&this, next - now);
+            }
+        }
+        for c in due.iter() {
+            Client::resume(c);
+        }
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Stats {
     pub(crate) slow_consumers: Atomic<u64>,
     /// Connections refused with `! server full`.
     pub(crate) refused_full: Atomic<u64>,
+    /// Times a client over `max_msg_rate` was paused (flood control).
+    pub(crate) throttled: Atomic<u64>,
 }
 
 impl Stats {
@@ -43,6 +45,7 @@ impl Stats {
             frames_rejected: Atomic::new(0),
             slow_consumers: Atomic::new(0),
             refused_full: Atomic::new(0),
+            throttled: Atomic::new(0),
         }
     }
 
@@ -65,7 +68,7 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, &Atomic<u64>); 8] = [
+        let rows: [(&str, &Atomic<u64>); 9] = [
             ("clients_now", &self.clients_now),
             ("clients_peak", &self.clients_peak),
             ("connections_served", &self.served),
@@ -74,10 +77,13 @@ impl fmt::Display for Stats {
             ("frames_rejected", &self.frames_rejected),
             ("slow_consumers_dropped", &self.slow_consumers),
             ("connections_refused_full", &self.refused_full),
+            ("clients_throttled", &self.throttled),
         ];
         for (name, v) in rows {
             f.write_fmt(fmt!("{name}: {}\n", v.load(Relaxed)))?;
         }
-        Ok(())
+        // Module-wide memory, for leak checks.
+        f.write_fmt(fmt!("clients_allocated: {}\n", crate::client::allocated()))?;
+        f.write_fmt(fmt!("buffer_bytes: {}\n", crate::frame::buffer_bytes()))
     }
 }

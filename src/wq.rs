@@ -16,7 +16,10 @@ use core::{
 use kernel::{
     bindings,
     prelude::*,
-    workqueue::Queue, //
+    workqueue::{
+        DelayedWork,
+        Queue, //
+    },
 };
 
 /// A workqueue allocated by this module and destroyed when dropped.
@@ -84,4 +87,18 @@ impl Drop for OwnedQueue {
         // this, since `self` is gone. `destroy_workqueue` drains it first.
         unsafe { bindings::destroy_workqueue(self.ptr.as_ptr()) };
     }
+}
+
+/// Runs `work` now if its timer is pending, and waits until it has run.
+///
+/// The kernel crate can queue delayed work but not flush or cancel it, and
+/// `drain_workqueue` does not wait for timers that have not fired yet: a delayed item must be
+/// flushed before its queue is destroyed. Flushing (rather than cancelling) runs the item, so
+/// the reference its queueing holds is released by its own `run`. Must not be called from a
+/// work item of the same queue.
+pub(crate) fn flush_delayed<T: ?Sized, const ID: u64>(work: &DelayedWork<T, ID>) {
+    // SAFETY: `DelayedWork` is `#[repr(transparent)]` over `Opaque<bindings::delayed_work>`, so
+    // the pointer is a valid, initialised `struct delayed_work` (it was initialised by
+    // `DelayedWork::new`, and `work` is borrowed for the call).
+    unsafe { bindings::flush_delayed_work(core::ptr::from_ref(work).cast_mut().cast()) };
 }

@@ -167,7 +167,7 @@ fn client_rows() -> Result<HashMap<String, Vec<u64>>, String> {
 ///   queued.
 fn stats_exact() -> CaseResult {
     start("notices=0")?;
-    let mut conns = vec![connect()?, connect()?, connect()?];
+    let mut conns = [connect()?, connect()?, connect()?];
     wait_clients(3, STEP)?;
     let labels: Vec<String> = conns.iter().map(label).collect();
     let plan: [(usize, &str); 7] = [

@@ -5,12 +5,17 @@
 //! `not ok N name # reason` line per case; the host harness (`kchat-vm`) adds the whole-log checks
 //! and prints the summary.
 
+mod attack;
 mod chat;
 mod commands;
 mod disconnect;
+mod hostile;
 mod kmsg;
 mod lifecycle;
 mod limits;
+#[path = "../harness/logcheck.rs"]
+#[allow(dead_code)]
+mod logcheck;
 mod module;
 mod util;
 
@@ -36,12 +41,44 @@ fn test_suite() -> Vec<Case> {
     cases.extend(commands::cases());
     cases.extend(limits::cases());
     cases.extend(disconnect::cases());
-    // Last: everything before it has loaded and unloaded the module.
-    cases.push(Case {
+    cases.extend(hostile::cases(false));
+    cases.push(kmemleak_case());
+    cases
+}
+
+/// The cases of `make stress`: the full hostile suite.
+fn stress_suite() -> Vec<Case> {
+    let mut cases = hostile::cases(true);
+    cases.push(kmemleak_case());
+    cases
+}
+
+/// Last in every suite: everything before it has loaded and unloaded the module.
+fn kmemleak_case() -> Case {
+    Case {
         name: "kmemleak reports no leak after the suite",
         run: disconnect::kmemleak_clean,
-    });
-    cases
+    }
+}
+
+/// A failure reason as one readable line: control characters escaped, cut at 400 characters
+/// (a reason may quote what a fuzzer sent).
+fn printable(reason: &str) -> String {
+    let mut out: String = reason.escape_debug().take(400).collect();
+    if reason.escape_debug().nth(400).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Kernel reports (splats) among the log records a case produced.
+fn splats(records: &[String]) -> Vec<String> {
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    logcheck::scan(&text)
+        .splats
+        .into_iter()
+        .map(|f| f.text)
+        .collect()
 }
 
 fn main() {
@@ -52,6 +89,10 @@ fn main() {
         match a.as_str() {
             "--suite" => suite = args.next().unwrap_or_default(),
             "--filter" => filter = args.next(),
+            "--hog" => {
+                let mib = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                attack::hog_main(mib);
+            }
             "--module" => {
                 // The image always installs it at module::MODULE_PATH.
                 args.next();
@@ -64,6 +105,7 @@ fn main() {
     }
     let cases = match suite.as_str() {
         "test" => test_suite(),
+        "stress" => stress_suite(),
         other => {
             eprintln!("kchat-vmtest: unknown suite {other}");
             std::process::exit(2);
@@ -82,6 +124,7 @@ fn main() {
     };
     for case in cases.iter().filter(wanted) {
         n += 1;
+        let mut log = kmsg::Kmsg::from_now().ok();
         let start = Instant::now();
         let result = panic::catch_unwind(AssertUnwindSafe(case.run)).unwrap_or_else(|p| {
             let msg = p
@@ -98,14 +141,28 @@ fn main() {
             Ok(())
         };
         let secs = start.elapsed().as_secs_f64();
-        match result.and(cleanup) {
+        // Attribute any kernel report during the case to it (the host checks the whole log
+        // again at the end).
+        let reported = log
+            .as_mut()
+            .map(|l| splats(&l.records()))
+            .unwrap_or_default();
+        let clean = if reported.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kernel report during the case: {}",
+                reported.join(" | ")
+            ))
+        };
+        match result.and(cleanup).and(clean) {
             Ok(()) => {
                 passed += 1;
                 println!("ok {n} {} # {secs:.1} s", case.name);
             }
             Err(reason) => {
                 failed += 1;
-                println!("not ok {n} {} # {}", case.name, reason.replace('\n', " | "));
+                println!("not ok {n} {} # {}", case.name, printable(&reason));
             }
         }
     }

@@ -181,7 +181,13 @@ fn run_suite(o: &Options) -> i32 {
         let _ = fs::remove_file(f);
     }
     let suite = if o.mode == "stress" { "stress" } else { "test" };
-    let guest_args = o.guest_args.join(" ");
+    // Each argument single-quoted for the guest's shell.
+    let guest_args: Vec<String> = o
+        .guest_args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let guest_args = guest_args.join(" ");
     let script = format!(
         r#"cat /dev/kmsg > /dev/ttyS2 &
 kp=$!
@@ -239,8 +245,10 @@ wait $kp
             outcomes.push(outcome(false, rest));
         } else if let Some(rest) = line.strip_prefix("ok ") {
             outcomes.push(outcome(true, rest));
-        } else if line.starts_with("KCHAT-EXIT ") {
-            exit_seen = true;
+        } else if let Some(code) = line.strip_prefix("KCHAT-EXIT ") {
+            // 0: all passed, 1: some failed (counted above); anything else: the runner itself
+            // failed.
+            exit_seen = matches!(code.trim(), "0" | "1");
         }
     }
     outcomes.push(Outcome {

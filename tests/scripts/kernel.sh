@@ -19,6 +19,11 @@ fi
 read -r -a margs <<<"$(kmake_args "$flavour" | tr '\n' ' ')"
 kmake() { make -s -C "$SRC_DIR" O="$out" "${margs[@]}" "$@"; }
 
+# Builds of this flavour with other fragments are stale: drop them (each is ~1 GB).
+for old in "$(dirname "$out")/$flavour-"*; do
+	[ "$old" != "$out" ] && [ -d "$old" ] && { log "removing stale build $old"; rm -rf "$old"; }
+done
+
 log "configuring $flavour kernel in $out"
 mkdir -p "$out"
 kmake tinyconfig >/dev/null

@@ -1,1 +1,82 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0
+//! `kchat-bench`: the load generator for kchat, the reference servers and Redis pub/sub.
+//!
+//! ```text
+//! kchat-bench [--addr HOST:PORT] [--protocol kchat|resp] [--clients C] [--senders S] ...
+//! kchat-bench report --input FILE.json --markdown OUT.md --svg OUT.svg
+//! ```
+//!
+//! A run connects the clients ([`event_loop`] threads, one epoll each), proves the server has
+//! registered them all (the barrier), then lets every sender send within its window while
+//! every receiver checks, times and accounts each delivery ([`tracker`]). The coordinator
+//! ([`run`]) samples CPU time around the measured interval and writes the [`record`].
+
+mod chart;
+mod conn;
+mod cpu;
+mod event_loop;
+mod histogram;
+mod kchat;
+mod options;
+mod payload;
+mod record;
+mod redis;
+mod report;
+mod resp;
+mod run;
+mod shared;
+mod sys;
+mod tracker;
+
+use std::process::ExitCode;
+
+use options::Command;
+
+fn main() -> ExitCode {
+    let cmd = match options::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kchat-bench: {e}\n\n{}", options::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        Command::Help => {
+            println!("{}", options::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Report(r) => match report::run(&r) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kchat-bench report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(o) => bench(*o),
+    }
+}
+
+/// Runs one benchmark: table row on stdout, JSON record appended to `--json`.
+fn bench(o: options::Options) -> ExitCode {
+    let json = o.json.clone();
+    let rec = match run::run(o.clone()) {
+        Ok(r) => r,
+        Err(e) => record::Record::failed(&o, e),
+    };
+    if let Some(reason) = &rec.abort_reason {
+        eprintln!("kchat-bench: aborted: {reason}");
+    }
+    println!("{}", record::Record::table_header());
+    println!("{}", rec.table_row());
+    if let Some(path) = json {
+        if let Err(e) = rec.append_json(&path) {
+            eprintln!("kchat-bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if rec.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

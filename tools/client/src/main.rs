@@ -180,23 +180,18 @@ fn interactive(mut stream: TcpStream, o: &Options) {
         println!();
         exit(1);
     });
-    loop {
-        match editor.read_line(&Prompt) {
-            Ok(reedline::Signal::Success(line)) => {
-                let line = line.trim_end();
-                if line.is_empty() {
-                    continue;
-                }
-                if line == "/quit" {
-                    break;
-                }
-                if let Err(e) = send(&mut stream, line) {
-                    eprintln!("* disconnected: {e}");
-                    exit(1);
-                }
-            }
-            // Ctrl-C, Ctrl-D, or the terminal is gone.
-            Ok(_) | Err(_) => break,
+    // Ctrl-C, Ctrl-D or a lost terminal end the loop.
+    while let Ok(reedline::Signal::Success(line)) = editor.read_line(&Prompt) {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" {
+            break;
+        }
+        if let Err(e) = send(&mut stream, line) {
+            eprintln!("* disconnected: {e}");
+            exit(1);
         }
     }
     let _ = stream.shutdown(Shutdown::Both);

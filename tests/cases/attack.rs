@@ -1,0 +1,422 @@
+//! Tools of the hostile-client cases: honest clients that keep chatting and measure their
+//! latency while attackers do their worst, kchat's memory baseline, a seeded random source,
+//! and fault injection.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::TcpStream,
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use kchat_proto::{encode, Decoder};
+
+use crate::{
+    ensure,
+    util::{meminfo, stat, Context, ADDR},
+};
+
+/// A small, fast, seedable random source (xorshift64*), so that a failing run can be replayed
+/// from its printed seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Closes `s` with a reset (SO_LINGER 0) instead of a FIN.
+pub fn reset(s: TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `s` is an open socket and `l` a valid linger structure of the given size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const l).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(s);
+}
+
+/// What two honest clients saw during an attack.
+#[derive(Debug, Default)]
+pub struct HonestReport {
+    pub pings: u64,
+    pub max_latency: Duration,
+}
+
+/// Two well-behaved clients, A and B, that ping each other at a steady interval during an attack
+/// and time each ping. Each reads continuously (the attackers' messages reach them too), so neither
+/// becomes a slow consumer.
+pub struct Honest {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<Result<(u64, Duration), String>>>,
+    sender: JoinHandle<Result<(), String>>,
+}
+
+/// Reads frames from `s` until `stop`, timing the pings that come from `peer`.
+fn honest_reader(
+    mut s: TcpStream,
+    peer: String,
+    stop: Arc<AtomicBool>,
+    t0: Instant,
+) -> Result<(u64, Duration), String> {
+    let mut d = Decoder::new(2 << 20);
+    let mut got = 0u64;
+    let mut worst = Duration::ZERO;
+    let prefix = format!("{peer}: ping ");
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .ctx("timeout")?;
+    loop {
+        let spare = d.spare(64 * 1024);
+        match s.read(spare) {
+            Ok(0) => return Err("an honest client was disconnected".into()),
+            Ok(n) => d.filled(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok((got, worst));
+                }
+                continue;
+            }
+            Err(e) => return Err(format!("an honest client's read failed: {e}")),
+        }
+        while let Some(f) = d.next_frame().map_err(|e| e.to_string())? {
+            let text = String::from_utf8_lossy(f);
+            if let Some(rest) = text.strip_prefix(&prefix) {
+                let micros: u64 = rest
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let latency = t0.elapsed().saturating_sub(Duration::from_micros(micros));
+                worst = worst.max(latency);
+                got += 1;
+            }
+        }
+    }
+}
+
+impl Honest {
+    /// Connects A and B (kchat must be loaded) and starts pinging every `interval`.
+    pub fn start(interval: Duration) -> Result<Self, String> {
+        let a = TcpStream::connect(ADDR).ctx("honest connect")?;
+        let b = TcpStream::connect(ADDR).ctx("honest connect")?;
+        a.set_nodelay(true).ctx("nodelay")?;
+        b.set_nodelay(true).ctx("nodelay")?;
+        let (la, lb) = (
+            a.local_addr().ctx("addr")?.to_string(),
+            b.local_addr().ctx("addr")?.to_string(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let t0 = Instant::now();
+        let threads = vec![
+            {
+                let (s, stop) = (a.try_clone().ctx("clone")?, stop.clone());
+                let peer = lb.clone();
+                thread::spawn(move || honest_reader(s, peer, stop, t0))
+            },
+            {
+                let (s, stop) = (b.try_clone().ctx("clone")?, stop.clone());
+                let peer = la.clone();
+                thread::spawn(move || honest_reader(s, peer, stop, t0))
+            },
+        ];
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let sender = thread::spawn(move || -> Result<(), String> {
+            let (mut a, mut b) = (a, b);
+            let mut i = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let now = t0.elapsed().as_micros();
+                for s in [&mut a, &mut b] {
+                    s.write_all(&encode(format!("ping {i} {now}").as_bytes()))
+                        .map_err(|e| format!("an honest client could not send: {e}"))?;
+                    sent2.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+                thread::sleep(interval);
+            }
+            Ok(())
+        });
+        Ok(Self {
+            stop,
+            sent,
+            threads,
+            sender,
+        })
+    }
+
+    /// Stops pinging and checks that every ping arrived within `bound`.
+    pub fn stop(self, bound: Duration) -> Result<HonestReport, String> {
+        // Let the last pings arrive.
+        self.stop.store(true, Ordering::Relaxed);
+        self.sender
+            .join()
+            .map_err(|_| "honest sender panicked".to_string())??;
+        let sent = self.sent.load(Ordering::Relaxed);
+        let mut report = HonestReport::default();
+        for t in self.threads {
+            let (got, worst) = t
+                .join()
+                .map_err(|_| "honest reader panicked".to_string())??;
+            report.pings += got;
+            report.max_latency = report.max_latency.max(worst);
+        }
+        ensure!(
+            report.pings == sent,
+            "honest clients got {} of {sent} pings",
+            report.pings
+        );
+        ensure!(
+            report.max_latency <= bound,
+            "an honest ping took {:?} (bound {bound:?})",
+            report.max_latency
+        );
+        Ok(report)
+    }
+}
+
+/// Asks every slab cache to give back what it can (this also empties KASAN's quarantine of
+/// freed objects), so that memory figures are comparable.
+pub fn shrink_slabs() {
+    if let Ok(dir) = std::fs::read_dir("/sys/kernel/slab") {
+        for e in dir.flatten() {
+            let _ = std::fs::write(e.path().join("shrink"), "1");
+        }
+    }
+}
+
+/// kchat's memory, and the kernel's unreclaimable slab, at a quiet moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    clients_allocated: u64,
+    buffer_bytes: u64,
+    slab_kib: u64,
+}
+
+impl Memory {
+    /// Measures now (after shrinking the caches).
+    pub fn now() -> Result<Self, String> {
+        shrink_slabs();
+        Ok(Self {
+            clients_allocated: stat("clients_allocated")?,
+            buffer_bytes: stat("buffer_bytes")?,
+            slab_kib: meminfo("SUnreclaim")?,
+        })
+    }
+
+    /// Waits until kchat's own memory is back to exactly this baseline (its client objects
+    /// and message buffers are counted precisely), then checks the kernel's unreclaimable
+    /// slab is within `tolerance_kib` of it. The tolerance covers what outlives a connection
+    /// by design and is not kchat's: TIME_WAIT sockets (tcp_max_tw_buckets is capped in the
+    /// guest), SLUB's per-CPU partial slabs that a shrink keeps, and kmemleak's metadata.
+    pub fn expect_back(&self, tolerance_kib: u64) -> Result<Memory, String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = Memory::now()?;
+            if now.clients_allocated == self.clients_allocated
+                && now.buffer_bytes == self.buffer_bytes
+            {
+                ensure!(
+                    now.slab_kib <= self.slab_kib + tolerance_kib,
+                    "unreclaimable slab is {} KiB, baseline {} KiB (+{tolerance_kib} allowed)",
+                    now.slab_kib,
+                    self.slab_kib
+                );
+                return Ok(now);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "kchat memory did not return to baseline: {now:?}, baseline {self:?}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Fault injection into allocations made with kchat's code on the stack (failslab and
+/// fail_page_alloc with a stack-trace filter over the module's text). Undone on drop.
+pub struct FaultInjection {
+    dirs: Vec<&'static str>,
+}
+
+/// kchat's text range, from /proc/kallsyms.
+fn module_text() -> Result<(u64, u64), String> {
+    let syms = std::fs::read_to_string("/proc/kallsyms").ctx("read kallsyms")?;
+    let mut lo = u64::MAX;
+    let mut hi = 0;
+    for line in syms.lines().filter(|l| l.ends_with("[kchat]")) {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(kind)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T") {
+            continue;
+        }
+        let a = u64::from_str_radix(addr, 16).unwrap_or(0);
+        if a != 0 {
+            lo = lo.min(a);
+            hi = hi.max(a);
+        }
+    }
+    ensure!(lo < hi, "no kchat text symbols in /proc/kallsyms");
+    // The last function's length is unknown: allow a page past its start.
+    Ok((lo, hi + 4096))
+}
+
+impl FaultInjection {
+    /// Fails `percent` % of kchat's allocations from now on.
+    pub fn start(percent: u32) -> Result<Self, String> {
+        let (lo, hi) = module_text()?;
+        let dirs = vec![
+            "/sys/kernel/debug/failslab",
+            "/sys/kernel/debug/fail_page_alloc",
+        ];
+        for d in &dirs {
+            ensure!(
+                std::path::Path::new(d).exists(),
+                "{d} missing: fault injection is not configured"
+            );
+            let settings: HashMap<&str, String> = [
+                ("probability", percent.to_string()),
+                ("interval", "1".into()),
+                ("times", "-1".into()),
+                ("space", "0".into()),
+                ("verbose", "0".into()),
+                ("task-filter", "N".into()),
+                ("ignore-gfp-wait", "N".into()),
+                ("require-start", lo.to_string()),
+                ("require-end", hi.to_string()),
+                ("stacktrace-depth", "32".into()),
+            ]
+            .into_iter()
+            .collect();
+            for (k, v) in &settings {
+                let p = format!("{d}/{k}");
+                if std::path::Path::new(&p).exists() {
+                    std::fs::write(&p, v).ctx(&format!("write {p}"))?;
+                }
+            }
+            let min_order = format!("{d}/min-order");
+            if std::path::Path::new(&min_order).exists() {
+                std::fs::write(&min_order, "0").ctx("min-order")?;
+            }
+        }
+        Ok(Self { dirs })
+    }
+}
+
+impl Drop for FaultInjection {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = std::fs::write(format!("{d}/probability"), "0");
+            let _ = std::fs::write(format!("{d}/times"), "0");
+        }
+    }
+}
+
+/// A process that holds `mib` MiB of touched memory until killed, the most likely victim of
+/// the OOM killer (oom_score_adj 1000); the test runner protects itself (-1000).
+pub struct Hog(std::process::Child);
+
+impl Hog {
+    pub fn start(mib: u64) -> Result<Self, String> {
+        let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+        let exe = std::env::current_exe().ctx("current exe")?;
+        let mut child = std::process::Command::new(exe)
+            .args(["--hog", &mib.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ctx("spawn hog")?;
+        let mut out = child.stdout.take().ok_or("no hog stdout")?;
+        let mut ready = [0u8; 1];
+        out.read_exact(&mut ready).ctx("hog did not start")?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The hog's body (`kchat-vmtest --hog MIB`): allocate, touch every page, say so, sleep.
+pub fn hog_main(mib: u64) -> ! {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    let mut blocks = Vec::new();
+    for _ in 0..mib {
+        let mut v = vec![0u8; 1 << 20];
+        for i in (0..v.len()).step_by(4096) {
+            v[i] = 1;
+        }
+        blocks.push(v);
+    }
+    let _ = std::io::stdout().write_all(b"r");
+    let _ = std::io::stdout().flush();
+    loop {
+        thread::sleep(Duration::from_secs(60));
+        let _ = &blocks;
+    }
+}
+
+/// Runs `f` in `n` threads (each given its index) and collects the first error.
+pub fn in_threads<F>(n: usize, f: F) -> Result<(), String>
+where
+    F: Fn(usize) -> Result<(), String> + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let f = f.clone();
+            thread::spawn(move || f(i))
+        })
+        .collect();
+    let mut first = Ok(());
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| "attacker thread panicked".to_string())
+            .and_then(|r| r);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
+}

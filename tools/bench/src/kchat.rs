@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The kchat protocol driver: sending messages and syncs as frames, and reading relayed
+//! frames (`LABEL: PAYLOAD`) into the tracker.
+
+use std::{
+    io::{self, Read},
+    sync::atomic::Ordering,
+};
+
+use kchat_proto::{encode_into, Decoder};
+use mio::net::TcpStream;
+
+use crate::{payload, shared::MAX_SYNCS, sys, tracker::Tracker};
+
+/// What one relayed frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame<'a> {
+    /// `LABEL: PAYLOAD`: another client's message.
+    Relay { label: &'a [u8], payload: &'a [u8] },
+    /// `* ...`: a notice (joins and leaves, when the server has notices on).
+    Notice,
+    /// `! ...`: an error from the server to this client.
+    ServerError(&'a [u8]),
+    /// None of the above.
+    Unknown,
+}
+
+/// Classifies a frame the server sent. The label ends at the first `": "`.
+pub(crate) fn classify(frame: &[u8]) -> Frame<'_> {
+    if frame.starts_with(b"* ") {
+        return Frame::Notice;
+    }
+    if frame.starts_with(b"! ") {
+        return Frame::ServerError(frame);
+    }
+    match frame.windows(2).position(|w| w == b": ") {
+        Some(i) => Frame::Relay {
+            label: &frame[..i],
+            payload: &frame[i + 2..],
+        },
+        None => Frame::Unknown,
+    }
+}
+
+/// The port at the end of an `ip:port` label (any IP spelling), if there is one.
+pub(crate) fn label_port(label: &[u8]) -> Option<u16> {
+    let colon = label.iter().rposition(|&b| b == b':')?;
+    let digits = &label[colon + 1..];
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Appends the frame of message `seq` of `sender`, `len` payload bytes sent at `sent_ns`.
+pub(crate) fn append_message(out: &mut Vec<u8>, len: usize, sender: u32, seq: u32, sent_ns: u64) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    payload::append(out, len, sender, seq, sent_ns);
+}
+
+/// Appends the frame of sync message `id`.
+pub(crate) fn append_sync(out: &mut Vec<u8>, id: u32) {
+    encode_into(&payload::sync(id), out);
+}
+
+/// A kchat decoder sized for relayed frames of any payload the server accepts.
+pub(crate) fn decoder() -> Decoder {
+    // Relayed frames carry a label (at most `[ipv6]:port: `) in front of the message.
+    Decoder::new(kchat_proto::MAX_MSG_LEN_LIMIT + 64)
+}
+
+/// Whom a read is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reader {
+    /// The receiver's row in the tracker.
+    pub(crate) row: u32,
+    /// Bytes to ask for per read(2).
+    pub(crate) chunk: usize,
+    /// The event said the peer closed: read to EOF, even after a short read.
+    pub(crate) closing: bool,
+}
+
+/// Reads everything available on `stream` (edge-triggered) and accounts every frame.
+/// `Err` means the connection is finished (closed by the server or broken).
+pub(crate) fn read(
+    stream: &mut TcpStream,
+    dec: &mut Decoder,
+    who: Reader,
+    tracker: &mut Tracker,
+) -> io::Result<()> {
+    loop {
+        let buf = dec.spare(who.chunk);
+        let want = buf.len();
+        let n = match stream.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dec.filled(n);
+        // One timestamp per read: every frame in it had arrived by then.
+        let now = sys::monotonic_ns();
+        loop {
+            let frame = match dec.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            };
+            on_frame(frame, who.row, now, tracker);
+        }
+        if n < want && !who.closing {
+            // A short read drained the socket; the next arrival raises a new edge, so the
+            // read that would only say EAGAIN is skipped. Not when the peer's FIN came with
+            // this edge: it raises none of its own, and only the next read sees the EOF.
+            return Ok(());
+        }
+    }
+}
+
+/// Accounts one frame received by `row`.
+fn on_frame(frame: &[u8], row: u32, now: u64, tracker: &mut Tracker) {
+    match classify(frame) {
+        Frame::Relay { label, payload } => {
+            if let Some(id) = payload::parse_sync(payload) {
+                on_sync(id, tracker);
+            } else {
+                tracker.deliver(row, Some(label), payload, now);
+            }
+        }
+        Frame::Notice => {}
+        Frame::ServerError(text) => {
+            tracker.error(&format!("server: {}", String::from_utf8_lossy(text)));
+        }
+        Frame::Unknown => tracker.counts.corrupted += 1,
+    }
+}
+
+/// A sync message arrived: count it for the barrier (late ones are simply dropped).
+fn on_sync(id: u32, tracker: &mut Tracker) {
+    if let Some(c) = tracker.shared().sync_counts.get(id as usize) {
+        c.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The next sync id to send, or `None` if the barrier has used them all.
+pub(crate) fn next_sync_id(tracker: &Tracker) -> Option<u32> {
+    let id = tracker.shared().sync_sent.fetch_add(1, Ordering::AcqRel);
+    ((id as usize) < MAX_SYNCS).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks frame classification: the label ends at the first ": " (so a payload containing
+    /// ": " stays whole), notices and errors are recognised, and a frame with no separator is
+    /// unknown.
+    #[test]
+    fn classify_frames() {
+        assert_eq!(
+            classify(b"127.0.0.1:5000: a: b"),
+            Frame::Relay {
+                label: b"127.0.0.1:5000",
+                payload: b"a: b"
+            }
+        );
+        assert_eq!(
+            classify(b"x: "),
+            Frame::Relay {
+                label: b"x",
+                payload: b""
+            }
+        );
+        assert_eq!(classify(b"* 1.2.3.4:5 joined"), Frame::Notice);
+        assert!(matches!(classify(b"! too long"), Frame::ServerError(_)));
+        assert_eq!(classify(b"no separator"), Frame::Unknown);
+    }
+
+    /// Checks port extraction from IPv4, IPv6 and nick labels.
+    #[test]
+    fn ports() {
+        assert_eq!(label_port(b"127.0.0.1:54321"), Some(54321));
+        assert_eq!(label_port(b"[::1]:80"), Some(80));
+        assert_eq!(label_port(b"alice"), None);
+        assert_eq!(label_port(b"1.2.3.4:99999"), None);
+        assert_eq!(label_port(b"1.2.3.4:"), None);
+    }
+
+    /// Checks that a message frame is a length header plus exactly the payload.
+    #[test]
+    fn message_frame() {
+        let mut out = Vec::new();
+        append_message(&mut out, 40, 1, 2, 3);
+        assert_eq!(out.len(), kchat_proto::HEADER_LEN + 40);
+        assert_eq!(&out[..4], &40u32.to_le_bytes());
+        assert!(matches!(
+            payload::check(&out[4..]),
+            payload::Check::Intact(_)
+        ));
+    }
+}

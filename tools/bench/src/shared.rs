@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: GPL-2.0
+//! State shared by the coordinator and the event-loop threads: the run's phase, who owns
+//! which connection, and each sender's window (which messages every recipient has).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+        Condvar, Mutex, OnceLock,
+    },
+    time::Duration,
+};
+
+use mio::Waker;
+
+use crate::{
+    options::{Options, Protocol},
+    sys,
+};
+
+/// Where a run is. Threads move forward only; the coordinator sets all but `Done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    /// Connecting every client (RESP: and subscribing).
+    Connect,
+    /// kchat: sync messages until one reached every client; RESP: subscribe confirmations.
+    Barrier,
+    /// kchat: no more syncs; waiting for the last ones to arrive.
+    Drain,
+    /// Senders send; every delivery is checked and timed.
+    Measure,
+    /// Every message reached every recipient.
+    Done,
+    /// Stopped early: timeout, a dead connection, or an error that stalls the run.
+    Aborted,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Phase::Connect,
+            1 => Phase::Barrier,
+            2 => Phase::Drain,
+            3 => Phase::Measure,
+            4 => Phase::Done,
+            _ => Phase::Aborted,
+        }
+    }
+
+    /// True once the run is over.
+    pub(crate) fn is_over(self) -> bool {
+        self >= Phase::Done
+    }
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Role {
+    /// Sender id if this connection sends (kchat: client `s`; RESP: publisher `s`).
+    pub(crate) sender: Option<u32>,
+    /// Connects and never reads (after subscribing, for RESP); not a recipient.
+    pub(crate) stalled: bool,
+    /// Receives messages (kchat: every non-stalled client; RESP: non-stalled subscribers).
+    pub(crate) receiver: bool,
+    /// RESP: a subscriber connection (stalled or not).
+    pub(crate) subscriber: bool,
+}
+
+/// How connections are numbered and spread over threads.
+///
+/// Global connection numbers: kchat `0..C` are the clients (the first S send), `C..C+N` the
+/// stalled ones; RESP `0..C` subscribers, `C..C+N` stalled subscribers, `C+N..C+N+S`
+/// publishers. Connection `g` belongs to thread `g % T`, at index `g / T` there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) protocol: Protocol,
+    pub(crate) clients: usize,
+    pub(crate) stalled: usize,
+    pub(crate) senders: usize,
+    pub(crate) threads: usize,
+}
+
+impl Layout {
+    /// Number of connections.
+    pub(crate) fn total(&self) -> usize {
+        match self.protocol {
+            Protocol::Kchat => self.clients + self.stalled,
+            Protocol::Resp => self.clients + self.stalled + self.senders,
+        }
+    }
+
+    /// The role of connection `g`.
+    pub(crate) fn role(&self, g: usize) -> Role {
+        let stalled = g >= self.clients && g < self.clients + self.stalled;
+        match self.protocol {
+            Protocol::Kchat => Role {
+                sender: (g < self.senders).then_some(g as u32),
+                stalled,
+                receiver: !stalled,
+                subscriber: false,
+            },
+            Protocol::Resp => {
+                let publisher = g >= self.clients + self.stalled;
+                Role {
+                    sender: publisher.then(|| (g - self.clients - self.stalled) as u32),
+                    stalled,
+                    receiver: g < self.clients,
+                    subscriber: !publisher,
+                }
+            }
+        }
+    }
+
+    /// The connection of sender `s`.
+    pub(crate) fn sender_conn(&self, s: u32) -> usize {
+        match self.protocol {
+            Protocol::Kchat => s as usize,
+            Protocol::Resp => self.clients + self.stalled + s as usize,
+        }
+    }
+
+    /// The thread that owns connection `g`.
+    pub(crate) fn thread_of(&self, g: usize) -> usize {
+        g % self.threads
+    }
+
+    /// Connections of thread `t`, in global order.
+    pub(crate) fn conns_of(&self, t: usize) -> impl Iterator<Item = usize> {
+        (t..self.total()).step_by(self.threads)
+    }
+}
+
+/// The connection that sends the kchat barrier's sync messages.
+pub(crate) const SYNC_CONN: usize = 0;
+
+/// Most sync messages before the barrier gives up.
+pub(crate) const MAX_SYNCS: usize = 512;
+
+/// Everything the threads share. Counters are atomics updated once per event batch (progress)
+/// or once per delivery (the window slots).
+pub(crate) struct Shared {
+    pub(crate) opts: Options,
+    pub(crate) layout: Layout,
+    phase: AtomicU8,
+    /// One waker per thread, set by the thread when its poll exists.
+    wakers: Box<[OnceLock<Waker>]>,
+    /// Per thread: senders of that thread whose window may have opened.
+    pub(crate) ready: Box<[Mutex<Vec<u32>>]>,
+    /// Per connection: connected and not closed.
+    pub(crate) alive: Box<[AtomicBool]>,
+    /// Per sender: its local port, which kchat shows in the label (`ip:port`).
+    pub(crate) ports: Box<[AtomicU16]>,
+    /// Per sender: messages sent so far.
+    pub(crate) sent: Box<[AtomicU32]>,
+    /// Per sender: messages that reached every recipient (or were counted lost at one).
+    pub(crate) completed: Box<[AtomicU32]>,
+    /// Per sender, `ring` slots: recipients that have message `seq` at slot `seq % ring`.
+    slots: Box<[AtomicU32]>,
+    /// Slots per sender: the most messages a sender may have outstanding.
+    pub(crate) ring: u32,
+    /// Recipients per message, fixed when measuring starts.
+    pub(crate) recipients: AtomicU32,
+    /// Messages to complete in all (live senders x messages).
+    pub(crate) target: AtomicU64,
+    pub(crate) completed_total: AtomicU64,
+    /// Deliveries so far (published by the threads once per event batch).
+    pub(crate) deliveries: AtomicU64,
+    /// Setup events (connections, subscriptions, syncs) for the no-progress timeout.
+    pub(crate) progress: AtomicU64,
+    /// Threads that have resolved every connect.
+    pub(crate) connect_done: AtomicUsize,
+    /// Sync messages sent, and per sync id the clients that received it.
+    pub(crate) sync_sent: AtomicU32,
+    pub(crate) sync_counts: Box<[AtomicU32]>,
+    /// RESP: subscribe confirmations received.
+    pub(crate) subscribed: AtomicU32,
+    /// Start and end of the measured interval, monotonic ns.
+    pub(crate) t0_ns: AtomicU64,
+    pub(crate) end_ns: AtomicU64,
+    /// Bytes to read per read(2) call on one connection.
+    pub(crate) read_chunk: usize,
+    abort_reason: Mutex<Option<String>>,
+    errors_shown: AtomicUsize,
+    main_signal: (Mutex<bool>, Condvar),
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Total receive-buffer memory to aim for over all connections.
+const READ_BUDGET: usize = 64 << 20;
+
+/// Error messages printed on stderr before the rest are only counted.
+const ERRORS_SHOWN: usize = 10;
+
+/// An array of `n` zeroed atomics.
+fn atomics<T: Default>(n: usize) -> Box<[T]> {
+    (0..n).map(|_| T::default()).collect()
+}
+
+impl Shared {
+    /// State for a run with `opts`.
+    pub(crate) fn new(opts: Options) -> Self {
+        let layout = Layout {
+            protocol: opts.protocol,
+            clients: opts.clients,
+            stalled: opts.stalled,
+            senders: opts.senders,
+            threads: opts.threads,
+        };
+        let ring = opts.window;
+        let s = opts.senders;
+        // Large reads when there are few connections, bounded memory when there are many;
+        // always room for two of the largest frames.
+        let frame = opts.payload + 128;
+        let read_chunk = (READ_BUDGET / layout.total().max(1))
+            .clamp(8 << 10, 256 << 10)
+            .max(2 * frame);
+        Self {
+            layout,
+            phase: AtomicU8::new(Phase::Connect as u8),
+            wakers: atomics(opts.threads),
+            ready: (0..opts.threads).map(|_| Mutex::new(Vec::new())).collect(),
+            alive: atomics(layout.total()),
+            ports: atomics(s),
+            sent: atomics(s),
+            completed: atomics(s),
+            slots: atomics(s * ring as usize),
+            ring,
+            recipients: AtomicU32::new(u32::MAX),
+            target: AtomicU64::new(u64::MAX),
+            completed_total: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
+            connect_done: AtomicUsize::new(0),
+            sync_sent: AtomicU32::new(0),
+            sync_counts: atomics(MAX_SYNCS),
+            subscribed: AtomicU32::new(0),
+            t0_ns: AtomicU64::new(0),
+            end_ns: AtomicU64::new(0),
+            read_chunk,
+            abort_reason: Mutex::new(None),
+            errors_shown: AtomicUsize::new(0),
+            main_signal: (Mutex::new(false), Condvar::new()),
+            opts,
+        }
+    }
+
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Moves to `to` (coordinator only) and wakes every thread.
+    pub(crate) fn set_phase(&self, to: Phase) {
+        self.phase.store(to as u8, Ordering::Release);
+        self.wake_all();
+    }
+
+    /// Registers thread `t`'s waker.
+    pub(crate) fn set_waker(&self, t: usize, waker: Waker) {
+        let _ = self.wakers[t].set(waker);
+    }
+
+    /// Threads whose waker is registered.
+    pub(crate) fn wakers_ready(&self) -> usize {
+        self.wakers.iter().filter(|w| w.get().is_some()).count()
+    }
+
+    /// Wakes thread `t` from its poll.
+    pub(crate) fn wake(&self, t: usize) {
+        if let Some(w) = self.wakers[t].get() {
+            // A failed wake (eventfd full) means a wake is already pending.
+            let _ = w.wake();
+        }
+    }
+
+    /// Wakes every thread.
+    pub(crate) fn wake_all(&self) {
+        for t in 0..self.wakers.len() {
+            self.wake(t);
+        }
+    }
+
+    /// The window slot of message `seq` of sender `s`.
+    pub(crate) fn slot(&self, s: u32, seq: u32) -> &AtomicU32 {
+        &self.slots[s as usize * self.ring as usize + (seq % self.ring) as usize]
+    }
+
+    /// Ends the measured interval successfully (first caller wins).
+    pub(crate) fn finish(&self) {
+        let was = self.phase.compare_exchange(
+            Phase::Measure as u8,
+            Phase::Done as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if was.is_ok() {
+            self.end_ns.store(sys::monotonic_ns(), Ordering::Release);
+            self.signal_main();
+            self.wake_all();
+        }
+    }
+
+    /// Stops the run with `reason`, unless it is already over.
+    pub(crate) fn abort(&self, reason: String) {
+        let mut cur = self.phase.load(Ordering::Acquire);
+        while !Phase::from_u8(cur).is_over() {
+            match self.phase.compare_exchange(
+                cur,
+                Phase::Aborted as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.end_ns.store(sys::monotonic_ns(), Ordering::Release);
+                    if let Ok(mut r) = self.abort_reason.lock() {
+                        *r = Some(reason);
+                    }
+                    self.signal_main();
+                    self.wake_all();
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Why the run was aborted, if it was.
+    pub(crate) fn abort_reason(&self) -> Option<String> {
+        self.abort_reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Prints an error on stderr (only the first few; all are counted by the caller).
+    pub(crate) fn show_error(&self, msg: &str) {
+        let n = self.errors_shown.fetch_add(1, Ordering::Relaxed);
+        if n < ERRORS_SHOWN {
+            eprintln!("kchat-bench: error: {msg}");
+        } else if n == ERRORS_SHOWN {
+            eprintln!("kchat-bench: (further errors only counted)");
+        }
+    }
+
+    /// Wakes the coordinator.
+    pub(crate) fn signal_main(&self) {
+        let (lock, cv) = &self.main_signal;
+        if let Ok(mut s) = lock.lock() {
+            *s = true;
+            cv.notify_all();
+        }
+    }
+
+    /// Waits (coordinator) until signalled or `timeout` passes.
+    pub(crate) fn wait_main(&self, timeout: Duration) {
+        let (lock, cv) = &self.main_signal;
+        let Ok(mut s) = lock.lock() else { return };
+        if !*s {
+            if let Ok((g, _)) = cv.wait_timeout(s, timeout) {
+                s = g;
+            } else {
+                return;
+            }
+        }
+        *s = false;
+    }
+
+    /// Live connections with `role` matching `pred`.
+    pub(crate) fn count_alive(&self, pred: impl Fn(Role) -> bool) -> usize {
+        (0..self.layout.total())
+            .filter(|&g| pred(self.layout.role(g)) && self.alive[g].load(Ordering::Acquire))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(protocol: Protocol) -> Layout {
+        Layout {
+            protocol,
+            clients: 4,
+            stalled: 2,
+            senders: 2,
+            threads: 2,
+        }
+    }
+
+    /// Checks connection numbering for both protocols: senders, stalled and receivers are
+    /// where the layout says, and each thread gets every other connection.
+    #[test]
+    fn roles() {
+        let k = layout(Protocol::Kchat);
+        assert_eq!(k.total(), 6);
+        assert_eq!(k.role(1).sender, Some(1));
+        assert!(k.role(3).receiver && k.role(3).sender.is_none());
+        assert!(k.role(4).stalled && !k.role(4).receiver);
+        assert_eq!(k.sender_conn(1), 1);
+        assert_eq!(k.conns_of(1).collect::<Vec<_>>(), vec![1, 3, 5]);
+        let r = layout(Protocol::Resp);
+        assert_eq!(r.total(), 8);
+        assert!(r.role(0).receiver && r.role(0).subscriber);
+        assert!(r.role(5).stalled && r.role(5).subscriber && !r.role(5).receiver);
+        assert_eq!(r.role(7).sender, Some(1));
+        assert!(!r.role(7).receiver && !r.role(7).subscriber);
+        assert_eq!(r.sender_conn(1), 7);
+    }
+}

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The receiving side's accounting, one per thread: checks every delivered payload, times it,
+//! tracks order per (receiver, sender), and tells senders when a message reached everyone.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc},
+};
+
+use crate::{
+    histogram::Histogram,
+    payload::{self, Check},
+    shared::Shared,
+};
+
+/// What went right and wrong, summed over receivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Messages received by a recipient (including corrupted and late ones, not duplicates).
+    pub(crate) deliveries: u64,
+    /// Payload bytes of those deliveries.
+    pub(crate) bytes: u64,
+    /// Messages a recipient should have received and did not.
+    pub(crate) lost: u64,
+    /// Messages a recipient received more than once (extra copies).
+    pub(crate) duplicated: u64,
+    /// Messages that arrived after a later message of the same sender.
+    pub(crate) reordered: u64,
+    /// Messages whose bytes, length, label or timestamp were wrong.
+    pub(crate) corrupted: u64,
+    /// Everything else: connect failures, closed connections, server error replies,
+    /// misrouted frames, protocol violations.
+    pub(crate) errors: u64,
+}
+
+impl Counts {
+    /// Adds `other` to these counts.
+    pub(crate) fn add(&mut self, other: &Counts) {
+        self.deliveries += other.deliveries;
+        self.bytes += other.bytes;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.corrupted += other.corrupted;
+        self.errors += other.errors;
+    }
+}
+
+/// A receiving connection, as the tracker knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row {
+    /// kchat: this client's own sender id, whose messages it must not receive.
+    pub(crate) own_sender: Option<u32>,
+    /// Connected when measuring started, so it counts as a recipient.
+    pub(crate) active: bool,
+}
+
+/// Per-thread receive accounting.
+pub(crate) struct Tracker {
+    shared: Arc<Shared>,
+    thread: usize,
+    senders: usize,
+    payload_len: usize,
+    /// Per row: the facts above.
+    pub(crate) rows: Vec<Row>,
+    /// Per (row, sender): the sequence number expected next.
+    pub(crate) next: Vec<u32>,
+    /// Per (row, sender), only after a gap: sequence numbers counted lost so far, so a late
+    /// arrival is told apart from a duplicate.
+    missing: HashMap<(u32, u32), Vec<u32>>,
+    pub(crate) counts: Counts,
+    pub(crate) hist: Histogram,
+    /// Senders of this thread that completed a message since the last pump.
+    local_ready: Vec<u32>,
+    /// Threads to wake because their senders completed a message.
+    wake_mask: u64,
+    published: u64,
+    started: bool,
+    t0: u64,
+    recipients: u32,
+    target: u64,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("thread", &self.thread)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// A tracker for thread `thread`, whose receivers are `rows`.
+    pub(crate) fn new(shared: Arc<Shared>, thread: usize, rows: Vec<Row>) -> Self {
+        let senders = shared.opts.senders;
+        Self {
+            thread,
+            senders,
+            payload_len: shared.opts.payload,
+            next: vec![0; rows.len() * senders],
+            rows,
+            missing: HashMap::new(),
+            counts: Counts::default(),
+            hist: Histogram::new(),
+            local_ready: Vec::new(),
+            wake_mask: 0,
+            published: 0,
+            started: false,
+            t0: 0,
+            recipients: u32::MAX,
+            target: u64::MAX,
+            shared,
+        }
+    }
+
+    /// Reads the measured interval's parameters (set before the phase became Measure).
+    pub(crate) fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            self.t0 = self.shared.t0_ns.load(Ordering::Acquire);
+            self.recipients = self.shared.recipients.load(Ordering::Acquire);
+            self.target = self.shared.target.load(Ordering::Acquire);
+        }
+    }
+
+    /// The state shared with the other threads.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Counts an error and shows its message.
+    pub(crate) fn error(&mut self, msg: &str) {
+        self.counts.errors += 1;
+        self.shared.show_error(msg);
+    }
+
+    /// Accounts one received message payload at receiver `row`, received at `now` (ns).
+    /// `label` is the kchat label it came with (`None` for RESP).
+    pub(crate) fn deliver(&mut self, row: u32, label: Option<&[u8]>, p: &[u8], now: u64) {
+        self.start();
+        let (h, intact) = match payload::check(p) {
+            Check::Intact(h) => (h, true),
+            Check::Corrupt(h) => (h, false),
+            Check::Unreadable => {
+                self.counts.corrupted += 1;
+                return;
+            }
+        };
+        let s = h.sender as usize;
+        if s >= self.senders || h.seq >= self.shared.sent[s].load(Ordering::Acquire) {
+            // Not a message anybody sent: nothing to account it against.
+            self.counts.corrupted += 1;
+            return;
+        }
+        let r = &self.rows[row as usize];
+        if r.own_sender == Some(h.sender) {
+            self.error("the server sent a client its own message");
+            return;
+        }
+        let label_ok = label.is_none_or(|l| {
+            crate::kchat::label_port(l) == Some(self.shared.ports[s].load(Ordering::Relaxed))
+        });
+        let time_ok = h.sent_ns >= self.t0 && h.sent_ns <= now;
+        if !(intact && label_ok && time_ok && p.len() == self.payload_len) {
+            self.counts.corrupted += 1;
+        }
+        if !self.order(row, h.sender, h.seq) {
+            return;
+        }
+        self.counts.deliveries += 1;
+        self.counts.bytes += p.len() as u64;
+        if time_ok {
+            self.hist.record(now - h.sent_ns);
+        }
+    }
+
+    /// Order bookkeeping for message `seq` of `sender` at `row`; false for a duplicate.
+    fn order(&mut self, row: u32, sender: u32, seq: u32) -> bool {
+        let idx = row as usize * self.senders + sender as usize;
+        let next = self.next[idx];
+        if seq == next {
+            self.next[idx] = seq + 1;
+            self.complete(sender, seq);
+            return true;
+        }
+        if seq > next {
+            // Everything between was skipped: lost, unless it shows up later.
+            self.counts.lost += u64::from(seq - next);
+            let missing = self.missing.entry((row, sender)).or_default();
+            missing.extend(next..seq);
+            for k in next..=seq {
+                self.complete(sender, k);
+            }
+            self.next[idx] = seq + 1;
+            return true;
+        }
+        let late = self
+            .missing
+            .get_mut(&(row, sender))
+            .and_then(|m| m.iter().position(|&k| k == seq).map(|i| m.swap_remove(i)));
+        if late.is_some() {
+            self.counts.lost -= 1;
+            self.counts.reordered += 1;
+            true
+        } else {
+            self.counts.duplicated += 1;
+            false
+        }
+    }
+
+    /// One more recipient has (or lost) message `seq` of `sender`; when all have, the
+    /// message is complete and its sender may send another.
+    fn complete(&mut self, sender: u32, seq: u32) {
+        let sh = &*self.shared;
+        if sh.slot(sender, seq).fetch_add(1, Ordering::AcqRel) + 1 != self.recipients {
+            return;
+        }
+        sh.completed[sender as usize].fetch_add(1, Ordering::AcqRel);
+        let owner = sh.layout.thread_of(sh.layout.sender_conn(sender));
+        if owner == self.thread {
+            self.local_ready.push(sender);
+        } else if let Ok(mut q) = sh.ready[owner].lock() {
+            if q.is_empty() {
+                self.wake_mask |= 1 << owner;
+            }
+            q.push(sender);
+        }
+        if sh.completed_total.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
+            sh.finish();
+        }
+    }
+
+    /// Moves the senders of this thread that completed a message into `out`.
+    pub(crate) fn take_ready(&mut self, out: &mut Vec<u32>) {
+        out.append(&mut self.local_ready);
+    }
+
+    /// Wakes the threads whose senders completed messages, and publishes progress.
+    pub(crate) fn flush(&mut self) {
+        while self.wake_mask != 0 {
+            let t = self.wake_mask.trailing_zeros() as usize;
+            self.wake_mask &= self.wake_mask - 1;
+            self.shared.wake(t);
+        }
+        let d = self.counts.deliveries - self.published;
+        if d > 0 {
+            self.shared.deliveries.fetch_add(d, Ordering::Relaxed);
+            self.published = self.counts.deliveries;
+        }
+    }
+
+    /// Counts, at the end of a run, what each active row never received (`sent` is each
+    /// sender's final count).
+    pub(crate) fn count_tail_losses(&mut self, sent: &[u32]) {
+        for (r, row) in self.rows.iter().enumerate() {
+            if !row.active {
+                continue;
+            }
+            for (s, &sent) in sent.iter().enumerate() {
+                if row.own_sender != Some(s as u32) {
+                    let next = self.next[r * self.senders + s];
+                    self.counts.lost += u64::from(sent.saturating_sub(next));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{parse, Command};
+
+    /// Shared state for 3 clients, 1 sender, window 4, with 2 recipients per message and
+    /// message 0..5 of sender 0 sent from its port 5000.
+    fn shared() -> Arc<Shared> {
+        let args = [
+            "--clients",
+            "3",
+            "--senders",
+            "1",
+            "--window",
+            "4",
+            "--payload",
+            "40",
+        ];
+        let Ok(Command::Run(o)) = parse(args.map(String::from)) else {
+            panic!("options")
+        };
+        let sh = Shared::new(*o);
+        sh.recipients.store(2, Ordering::Relaxed);
+        sh.target.store(100, Ordering::Relaxed);
+        sh.sent[0].store(5, Ordering::Relaxed);
+        sh.ports[0].store(5000, Ordering::Relaxed);
+        Arc::new(sh)
+    }
+
+    fn msg(seq: u32) -> Vec<u8> {
+        let mut p = Vec::new();
+        payload::append(&mut p, 40, 0, seq, 10);
+        p
+    }
+
+    /// Checks the per-(receiver, sender) order accounting and window completion:
+    /// - a gap counts the skipped message lost at once and completes it (so the sender's
+    ///   window moves on); its late arrival turns that loss into one reordering;
+    /// - a second copy is a duplicate and not a delivery;
+    /// - a message completes only when both recipients have it;
+    /// - a wrong label, a flipped byte or a timestamp after `now` is corrupted but still
+    ///   delivered; a message to its own sender is an error;
+    /// - at the end, what a row never received of what was sent is lost;
+    /// - latencies are recorded as `now - sent`.
+    #[test]
+    fn order_and_completion() {
+        let sh = shared();
+        let rows = vec![
+            Row {
+                own_sender: None,
+                active: true,
+            },
+            Row {
+                own_sender: None,
+                active: true,
+            },
+            Row {
+                own_sender: Some(0),
+                active: true,
+            },
+        ];
+        let mut t = Tracker::new(sh.clone(), 0, rows);
+        let label = Some(&b"127.0.0.1:5000"[..]);
+        t.deliver(0, label, &msg(0), 100);
+        assert_eq!(
+            sh.completed[0].load(Ordering::Relaxed),
+            0,
+            "one of two recipients"
+        );
+        t.deliver(1, label, &msg(0), 100);
+        assert_eq!(sh.completed[0].load(Ordering::Relaxed), 1);
+        t.deliver(0, label, &msg(2), 100);
+        assert_eq!(t.counts.lost, 1);
+        t.deliver(0, label, &msg(1), 100);
+        assert_eq!((t.counts.lost, t.counts.reordered), (0, 1));
+        t.deliver(0, label, &msg(2), 100);
+        assert_eq!(t.counts.duplicated, 1);
+        t.deliver(1, label, &msg(1), 100);
+        t.deliver(1, Some(b"127.0.0.1:5001"), &msg(2), 100);
+        assert_eq!(sh.completed[0].load(Ordering::Relaxed), 3);
+        assert_eq!(t.counts.corrupted, 1, "wrong label");
+        let mut flipped = msg(3);
+        flipped[39] ^= 1;
+        t.deliver(1, label, &flipped, 100);
+        t.deliver(0, label, &msg(3), 5);
+        assert_eq!(t.counts.corrupted, 3, "flipped byte, sent after now");
+        t.deliver(2, label, &msg(4), 100);
+        assert_eq!(t.counts.errors, 1, "own message");
+        assert_eq!(t.counts.deliveries, 8);
+        assert_eq!(t.hist.max(), 90);
+        t.count_tail_losses(&[5]);
+        assert_eq!(
+            t.counts.lost, 2,
+            "seq 4 at rows 0 and 1; row 2 is the sender"
+        );
+        let mut ready = Vec::new();
+        t.take_ready(&mut ready);
+        assert_eq!(ready.len(), 4, "one wake per completed message: 0, 1, 2, 3");
+    }
+}
