@@ -2,22 +2,32 @@
 
 //! One connected client: its socket, receive and send state, and the work items that run it.
 //!
-//! A client is an `Arc<Client>`. Its socket callbacks ([`SocketEvents`]) only queue work on
-//! the server's workqueue:
+//! A client is an `Arc<Client>`. Its socket callbacks ([`SocketEvents`]) only put it on one
+//! of its server shard's lists and wake the shard's loop (a work item on the server's
+//! workqueue; see `Server`):
 //!
-//! - the **rx work** reads with `MSG_DONTWAIT` until `EAGAIN`, feeds the [`FrameReader`] and
-//!   dispatches each complete payload (chat message, `/nick`, `/who`); it also runs the
-//!   client's teardown, so that a disconnect is handled in one place whoever causes it;
-//! - the **tx work** writes the [`TxQueue`] to the socket, many frames per send, until the
-//!   socket is full (then `sk_write_space` queues it again) or the queue is empty.
+//! - **receiving** ([`Client::on_ready`]): read with `MSG_DONTWAIT` until `EAGAIN` (or a
+//!   budget), feed the [`FrameReader`] and dispatch each complete payload (chat message,
+//!   `/nick`, `/who`); a closing client is torn down here instead, so that a disconnect is
+//!   handled in one place whoever causes it;
+//! - **sending** ([`Client::flush_queue`]): a client whose [`TxQueue`] gets its first frame, or
+//!   whose socket has room again (`sk_write_space`), goes on the dirty list, and the loop
+//!   writes everything queued for it, many frames per send. The loop reads every ready client
+//!   before it sends, so frames from many senders pile up per recipient: the busier the
+//!   server, the more each send carries, as in a user-space event loop.
 //!
 //! Anyone may [`Client::close`] a client (EOF, an error, a protocol violation, a slow
-//! consumer); that records the first reason and queues the rx work, which tears down: detach
+//! consumer); that records the first reason and marks it ready, and the loop tears down: detach
 //! the callbacks, shut the socket down, leave the registry, log. The socket itself is released
 //! when the last reference goes, after every queued work item has run.
 
 use kernel::{
-    new_mutex, new_spinlock, new_work,
+    list::{
+        AtomicTracker,
+        ListLinks,
+        TryNewListArc, //
+    },
+    new_mutex, new_spinlock,
     prelude::*,
     sync::{
         atomic::{
@@ -29,10 +39,6 @@ use kernel::{
         ArcBorrow,
         Mutex,
         SpinLock, //
-    },
-    workqueue::{
-        Work,
-        WorkItem, //
     },
 };
 
@@ -49,11 +55,11 @@ use crate::{
         TRACE_MESSAGES, //
     },
     net::{
+        IoVecs, //
         Role,
         Socket,
         SocketAddrV4,
         SocketEvents,
-        MAX_SEND_BUFS, //
     },
     proto::{
         self,
@@ -67,21 +73,22 @@ use crate::{
     txqueue::TxQueue,
 };
 
-/// Work item id of the receive (and teardown) work.
-const RX: u64 = 0;
-/// Work item id of the send work.
-const TX: u64 = 1;
+/// List id of the server's lists of clients with frames to send.
+pub(crate) const DIRTY: u64 = 0;
+/// List id of the server's lists of clients with something to read (or to tear down).
+pub(crate) const READY: u64 = 1;
 
 /// The smallest frame that carries a message: a header and one byte. (A keep-alive is 4 bytes
 /// but costs no token.)
 const MIN_MESSAGE: usize = 5;
 
-/// Bytes read per `recv` call.
-const RX_CHUNK: usize = 16 * 1024;
-/// Bytes one rx work run reads before it requeues itself, so that one busy client does not
-/// hold a worker while others wait.
-const RX_BUDGET: usize = 256 * 1024;
-/// Bytes one tx work run sends before it requeues itself.
+/// Bytes read per `recv` call: the size of a shard's receive buffer.
+pub(crate) const RX_CHUNK: usize = 16 * 1024;
+/// Bytes read from one client per turn before it goes to the back of the ready list, so that
+/// one busy client does not hold up the others (and what it sent is relayed before more is
+/// read).
+const RX_BUDGET: usize = RX_CHUNK;
+/// Bytes sent to one client per turn before it goes to the back of the dirty list.
 const TX_BUDGET: usize = 1024 * 1024;
 
 /// Why a client is disconnected.
@@ -149,7 +156,12 @@ pub(crate) fn allocated() -> u64 {
     ALLOCATED.load(Relaxed)
 }
 
-/// The client's receive side; only its rx work touches it.
+/// Bytes of one client object as allocated: the `Client` and the `Arc`'s reference count.
+pub(crate) fn object_size() -> usize {
+    size_of::<Client>() + size_of::<kernel::sync::Refcount>()
+}
+
+/// The client's receive side; only its shard loop touches it.
 struct RxState {
     reader: FrameReader,
     /// Flood control.
@@ -167,13 +179,18 @@ pub(crate) struct Client {
     pub(crate) peer: SocketAddrV4,
     /// Connection number since load, for the stats view.
     pub(crate) id: u64,
-    /// Frame reassembly; locked only by the rx work (the lock makes `Client` `Sync`).
+    /// Frame reassembly; locked only by the shard loop (the lock makes `Client` `Sync`).
     #[pin]
     rx: Mutex<RxState>,
-    /// Frames waiting for the socket: broadcasters push, the tx work sends. Also held across
-    /// the send, so frames go out whole and in order.
+    /// Frames queued for the client: broadcasters push here. Never held across a send.
     #[pin]
     tx: Mutex<TxQueue>,
+    /// Frames being sent: the client's shard loop moves `tx` here whole (a swap) and sends
+    /// from it, so broadcasters never wait for a send. Only that loop and the teardown lock it.
+    #[pin]
+    out: Mutex<TxQueue>,
+    /// Unsent bytes in `out`, for the slow-consumer check without taking its lock.
+    out_bytes: Atomic<usize>,
     /// How others see this client. Changed only under the registry lock, so a nick is checked
     /// for uniqueness and set in one step.
     #[pin]
@@ -190,15 +207,28 @@ pub(crate) struct Client {
     pub(crate) bytes_out: Atomic<u64>,
     /// Chat messages the client sent.
     pub(crate) msgs_in: Atomic<u64>,
+    /// Links in the server's list of clients with frames to send, and whether the client is
+    /// in it (once at most).
     #[pin]
-    rx_work: Work<Client, RX>,
+    dirty_links: ListLinks<DIRTY>,
     #[pin]
-    tx_work: Work<Client, TX>,
+    dirty_tracker: AtomicTracker<DIRTY>,
+    /// Links in the server's list of clients with something to read, and whether the client
+    /// is in it.
+    #[pin]
+    ready_links: ListLinks<READY>,
+    #[pin]
+    ready_tracker: AtomicTracker<READY>,
 }
 
-kernel::impl_has_work! {
-    impl HasWork<Self, RX> for Client { self.rx_work }
-    impl HasWork<Self, TX> for Client { self.tx_work }
+kernel::list::impl_list_arc_safe! {
+    impl ListArcSafe<0> for Client { tracked_by dirty_tracker: AtomicTracker<DIRTY>; }
+    impl ListArcSafe<1> for Client { tracked_by ready_tracker: AtomicTracker<READY>; }
+}
+
+kernel::list::impl_list_item! {
+    impl ListItem<0> for Client { using ListLinks { self.dirty_links }; }
+    impl ListItem<1> for Client { using ListLinks { self.ready_links }; }
 }
 
 impl Client {
@@ -224,6 +254,8 @@ impl Client {
                     "Client::rx"
                 ),
                 tx <- new_mutex!(TxQueue::new(), "Client::tx"),
+                out <- new_mutex!(TxQueue::new(), "Client::out"),
+                out_bytes: Atomic::new(0),
                 label <- new_spinlock!(Label::from_addr(*peer), "Client::label"),
                 close: Atomic::new(0),
                 torn_down: Atomic::new(false),
@@ -231,8 +263,10 @@ impl Client {
                 bytes_in: Atomic::new(0),
                 bytes_out: Atomic::new(0),
                 msgs_in: Atomic::new(0),
-                rx_work <- new_work!("Client::rx_work"),
-                tx_work <- new_work!("Client::tx_work"),
+                dirty_links <- ListLinks::new(),
+                dirty_tracker <- AtomicTracker::new(),
+                ready_links <- ListLinks::new(),
+                ready_tracker <- AtomicTracker::new(),
             }),
             GFP_KERNEL,
         )?;
@@ -244,6 +278,11 @@ impl Client {
     pub(crate) fn resume(this: &Arc<Self>) {
         this.throttled.store(false, Relaxed);
         Self::queue_rx(this.clone());
+    }
+
+    /// The server this client belongs to.
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.server
     }
 
     /// The label others see now.
@@ -258,7 +297,7 @@ impl Client {
 
     /// Bytes waiting in this client's send queue (for the stats view).
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.tx.lock().bytes()
+        self.tx.lock().bytes() + self.out_bytes.load(Relaxed)
     }
 
     /// Memory charged to the socket's send queue, data not yet acknowledged included (for the
@@ -301,7 +340,7 @@ impl Client {
         self.close.cmpxchg(0, reason.pack(), Full).is_ok()
     }
 
-    /// Disconnects the client for `reason`: the rx work tears it down. Only the first reason
+    /// Disconnects the client for `reason`: its shard loop tears it down. Only the first reason
     /// counts; returns whether it was this one.
     pub(crate) fn close(this: &Arc<Self>, reason: CloseReason) -> bool {
         if !this.mark_closing(reason) {
@@ -311,16 +350,9 @@ impl Client {
         true
     }
 
+    /// Has the client's shard loop look at it: read, or tear down if closing.
     fn queue_rx(this: Arc<Self>) {
-        let queue = &this.server.queue;
-        // An error means the work is already queued; it runs anyway and sees the news.
-        let _ = queue.enqueue::<Arc<Self>, RX>(this.clone());
-    }
-
-    fn queue_tx(this: Arc<Self>) {
-        let queue = &this.server.queue;
-        // An error means the work is already queued and will send what is there.
-        let _ = queue.enqueue::<Arc<Self>, TX>(this.clone());
+        this.server.mark_ready(this.as_arc_borrow());
     }
 
     /// Queues `frame` for sending. A client whose queue would pass `max_queue_bytes` is
@@ -332,7 +364,7 @@ impl Client {
         if this.is_closing() {
             return false;
         }
-        let queued = tx.bytes();
+        let queued = tx.bytes() + this.out_bytes.load(Relaxed);
         if queued > 0 && queued + frame.len() > max {
             drop(tx);
             let reason = CloseReason::SlowConsumer(u32::try_from(queued).unwrap_or(u32::MAX));
@@ -349,24 +381,70 @@ impl Client {
         }
         drop(tx);
         if was_empty {
-            Self::queue_tx(this.clone());
+            this.server.mark_dirty(this.as_arc_borrow());
         }
         true
     }
 
+    /// The shard loop's call: sends what is queued, until nothing is left, the socket is full
+    /// (`sk_write_space` marks the client dirty again) or the budget is spent (then it is
+    /// marked dirty again at once, behind the others). Frames queued while it sends wait in
+    /// `tx` for the next round, which they make larger.
+    pub(crate) fn flush_queue(this: &Arc<Self>, iov: &mut IoVecs) {
+        let mut out = this.out.lock();
+        let mut budget = TX_BUDGET;
+        let result = loop {
+            if this.is_closing() || this.server.is_closing() {
+                return;
+            }
+            if out.is_empty() {
+                let mut tx = this.tx.lock();
+                if tx.is_empty() {
+                    break Ok(false);
+                }
+                core::mem::swap(&mut *tx, &mut *out);
+            }
+            let before = out.bytes();
+            let r = this.flush(iov, &mut out, budget);
+            budget = budget.saturating_sub(before - out.bytes());
+            this.out_bytes.store(out.bytes(), Relaxed);
+            match r {
+                // Sent everything: look for frames queued meanwhile.
+                Ok(false) if out.is_empty() => continue,
+                other => break other,
+            }
+        };
+        drop(out);
+        match result {
+            Ok(false) => {}
+            Ok(true) => this.server.mark_dirty(this.as_arc_borrow()),
+            Err(reason) => {
+                Self::close(this, reason);
+            }
+        }
+    }
+
     /// Sends from `tx` until it is empty, the socket is full, or `budget` bytes went out.
     /// Returns whether the budget ran out with frames left.
-    fn flush(&self, tx: &mut TxQueue, mut budget: usize) -> Result<bool, CloseReason> {
+    fn flush(
+        &self,
+        iov: &mut IoVecs,
+        tx: &mut TxQueue,
+        mut budget: usize,
+    ) -> Result<bool, CloseReason> {
         while !tx.is_empty() {
             if budget == 0 {
                 return Ok(true);
             }
-            let sent = match self.sock.send_all(tx.front(MAX_SEND_BUFS)) {
+            let sent = match self.sock.send_all(iov, tx.front(IoVecs::BATCH)) {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => return Ok(false),
                 Err(e) => return Err(CloseReason::SendError(e.to_errno())),
             };
-            tx.advance(sent);
+            let frames = tx.advance(sent);
+            let stats = &self.server.registry.stats;
+            stats.sends.add(1, Relaxed);
+            stats.sent_frames.add(frames as u64, Relaxed);
             self.bytes_out.add(sent as u64, Relaxed);
             budget = budget.saturating_sub(sent);
         }
@@ -375,9 +453,7 @@ impl Client {
 
     /// Reads until `EAGAIN` (or the budget), dispatching every complete frame. Returns whether
     /// the budget ran out with data perhaps left.
-    fn receive(this: &Arc<Self>) -> Result<bool, CloseReason> {
-        let mut buf =
-            KVVec::from_elem(0u8, RX_CHUNK, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
+    fn receive(this: &Arc<Self>, buf: &mut [u8]) -> Result<bool, CloseReason> {
         let server = &this.server;
         let rate = server.rate;
         let mut rx = this.rx.lock();
@@ -412,6 +488,7 @@ impl Client {
             };
             budget = budget.saturating_sub(n);
             this.bytes_in.add(n as u64, Relaxed);
+            server.registry.stats.recvs.add(1, Relaxed);
             let mut input = &buf[..n];
             while !input.is_empty() {
                 let (used, payload) = rx.reader.feed(input).map_err(|e| match e {
@@ -490,7 +567,7 @@ impl Client {
     }
 
     /// Disconnects the client: detach the callbacks, send a last notice if the reason has
-    /// one, shut the socket down, leave the registry and log. Runs once, from the rx work or
+    /// one, shut the socket down, leave the registry and log. Runs once, from the shard loop or
     /// at unload; must not run in a callback.
     fn teardown(this: &Arc<Self>) {
         if this.torn_down.xchg(true, Full) {
@@ -511,6 +588,8 @@ impl Client {
             ));
         }
         this.sock.shutdown();
+        this.out.lock().clear();
+        this.out_bytes.store(0, Relaxed);
         this.tx.lock().clear();
         let label = this.label();
         kchat_log!(
@@ -531,9 +610,16 @@ impl Client {
         let Ok(frame) = Frame::text(args).and_then(|f| Ok(Arc::new(f, GFP_KERNEL)?)) else {
             return;
         };
+        let mut out = self.out.lock();
         let mut tx = self.tx.lock();
-        if tx.push(frame).is_ok() {
-            let _ = self.flush(&mut tx, TX_BUDGET);
+        if tx.push(frame).is_err() {
+            return;
+        }
+        // What is being sent goes first, then what waits, then the notice. One try, with the
+        // few buffers a small table holds: whatever does not fit now is not waited for.
+        let mut iov = IoVecs::small();
+        if self.flush(&mut iov, &mut out, TX_BUDGET) == Ok(false) && out.is_empty() {
+            let _ = self.flush(&mut iov, &mut tx, TX_BUDGET);
         }
     }
 
@@ -581,22 +667,24 @@ impl SocketEvents for Client {
     }
 
     fn state_change(this: ArcBorrow<'_, Self>) {
-        // FIN or RST: the rx work's next read reports it (0 or an error).
+        // FIN or RST: the next read reports it (0 or an error).
         Self::queue_rx(this.into());
     }
 
     fn write_space(this: ArcBorrow<'_, Self>) {
-        Self::queue_tx(this.into());
+        this.server.mark_dirty(this);
     }
 }
 
-impl WorkItem<RX> for Client {
-    type Pointer = Arc<Client>;
-
-    fn run(this: Arc<Client>) {
+impl Client {
+    /// The shard loop's call for a client on its ready list: read what there is (a budget's
+    /// worth; if more may remain the client goes back on the list, behind the others), or tear
+    /// it down if it is closing.
+    /// `buf` is the shard's receive buffer ([`RX_CHUNK`] bytes is plenty).
+    pub(crate) fn on_ready(this: &Arc<Client>, buf: &mut [u8]) {
         // At unload the exit path tears down every registered client itself.
         if !this.is_closing() && !this.server.is_closing() {
-            match Self::receive(&this) {
+            match Self::receive(this, buf) {
                 Ok(false) => {}
                 Ok(true) => Self::queue_rx(this.clone()),
                 Err(reason) => {
@@ -605,29 +693,7 @@ impl WorkItem<RX> for Client {
             }
         }
         if this.is_closing() {
-            Self::teardown(&this);
-        }
-    }
-}
-
-impl WorkItem<TX> for Client {
-    type Pointer = Arc<Client>;
-
-    fn run(this: Arc<Client>) {
-        let mut tx = this.tx.lock();
-        if this.is_closing() || this.server.is_closing() {
-            return;
-        }
-        match this.flush(&mut tx, TX_BUDGET) {
-            Ok(false) => {}
-            Ok(true) => {
-                drop(tx);
-                Self::queue_tx(this.clone());
-            }
-            Err(reason) => {
-                drop(tx);
-                Self::close(&this, reason);
-            }
+            Self::teardown(this);
         }
     }
 }

@@ -69,8 +69,49 @@ impl fmt::Display for SocketAddrV4 {
     }
 }
 
-/// The most buffers one [`Socket::send`] call passes to the kernel.
-pub(crate) const MAX_SEND_BUFS: usize = 64;
+/// Room for the buffers of one [`Socket::send_all`]: one send carries as many frames as this
+/// holds, so a shard loop keeps a large one ([`IoVecs::BATCH`] entries) for all its sends.
+pub(crate) struct IoVecs {
+    /// The large table, or empty for a small one.
+    heap: KVec<bindings::kvec>,
+    /// The small table.
+    inline: [bindings::kvec; 4],
+}
+
+/// An unused buffer entry.
+const NO_KVEC: bindings::kvec = bindings::kvec {
+    iov_base: core::ptr::null_mut(),
+    iov_len: 0,
+};
+
+impl IoVecs {
+    /// Frames per send, as the user-space reference server batches them.
+    pub(crate) const BATCH: usize = 512;
+
+    /// Room for [`IoVecs::BATCH`] buffers.
+    pub(crate) fn new(flags: kernel::alloc::Flags) -> Result<Self> {
+        Ok(Self {
+            heap: KVec::from_elem(NO_KVEC, Self::BATCH, flags)?,
+            inline: [NO_KVEC; 4],
+        })
+    }
+
+    /// Room for a few buffers, allocating nothing.
+    pub(crate) fn small() -> Self {
+        Self {
+            heap: KVec::new(),
+            inline: [NO_KVEC; 4],
+        }
+    }
+
+    fn slots(&mut self) -> &mut [bindings::kvec] {
+        if self.heap.is_empty() {
+            &mut self.inline
+        } else {
+            &mut self.heap
+        }
+    }
+}
 
 /// An owned kernel TCP socket.
 ///
@@ -185,20 +226,21 @@ impl Socket {
         usize::try_from(n).map_err(|_| EINVAL)
     }
 
-    /// Sends as much of `bufs` (the first [`MAX_SEND_BUFS`] of them) as the socket takes now,
-    /// in one `kernel_sendmsg`.
+    /// Sends as much of `bufs` (as many of them as `iov` has room for) as the socket takes
+    /// now, in one `kernel_sendmsg`.
     ///
     /// Returns the bytes sent, which may be fewer than given; `EAGAIN` if none fit. TCP then
     /// calls `sk_write_space` when room frees up. `MSG_NOSIGNAL`: a reset peer must not send
     /// SIGPIPE to the kworker.
-    pub(crate) fn send_all<'a>(&self, bufs: impl Iterator<Item = &'a [u8]>) -> Result<usize> {
-        let mut vecs = [bindings::kvec {
-            iov_base: core::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_SEND_BUFS];
+    pub(crate) fn send_all<'a>(
+        &self,
+        iov: &mut IoVecs,
+        bufs: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<usize> {
+        let slots = iov.slots();
         let mut total = 0usize;
         let mut n = 0;
-        for (v, b) in vecs.iter_mut().zip(bufs) {
+        for (v, b) in slots.iter_mut().zip(bufs) {
             // The kernel only reads through `iov_base` here (the iterator is ITER_SOURCE), so
             // casting away `const` does not allow a write.
             v.iov_base = b.as_ptr().cast_mut().cast();
@@ -213,11 +255,11 @@ impl Socket {
             msg_flags: bindings::MSG_DONTWAIT | bindings::MSG_NOSIGNAL,
             ..Default::default()
         };
-        // SAFETY: The socket is valid by the type invariant; the first `n` entries of `vecs`
+        // SAFETY: The socket is valid by the type invariant; the first `n` entries of `slots`
         // describe slices borrowed from `bufs`, valid for reads for the whole call, totalling
         // `total` bytes.
         let sent = unsafe {
-            bindings::kernel_sendmsg(self.ptr.as_ptr(), &mut msg, vecs.as_mut_ptr(), n, total)
+            bindings::kernel_sendmsg(self.ptr.as_ptr(), &mut msg, slots.as_mut_ptr(), n, total)
         };
         to_result(sent)?;
         usize::try_from(sent).map_err(|_| EINVAL)
@@ -225,7 +267,7 @@ impl Socket {
 
     /// Sends `buf` if the socket takes it now; see [`Socket::send_all`].
     pub(crate) fn send(&self, buf: &[u8]) -> Result<usize> {
-        self.send_all(core::iter::once(buf))
+        self.send_all(&mut IoVecs::small(), core::iter::once(buf))
     }
 
     /// Shuts down both directions; the peer sees end of stream. Errors (a socket that is

@@ -4,7 +4,11 @@
 //! registry, the log rate limits.
 
 use kernel::{
-    new_delayed_work, new_mutex,
+    list::{
+        List,
+        ListArc, //
+    },
+    new_delayed_work, new_mutex, new_spinlock_irq, new_work,
     prelude::*,
     sync::{
         atomic::{
@@ -12,7 +16,9 @@ use kernel::{
             Relaxed, //
         },
         Arc,
-        Mutex, //
+        ArcBorrow,
+        Mutex,
+        SpinLockIrq, //
     },
     time::{
         msecs_to_jiffies,
@@ -22,13 +28,20 @@ use kernel::{
     },
     workqueue::{
         DelayedWork,
+        Work,
         WorkItem, //
     },
 };
 
 use crate::{
-    client::Client,
+    client::{
+        Client,
+        DIRTY,
+        READY,
+        RX_CHUNK, //
+    },
     log::RateLimit,
+    net::IoVecs,
     params::Params,
     registry::Registry,
     throttle::Rate,
@@ -37,6 +50,20 @@ use crate::{
         OwnedQueue, //
     }, //
 };
+
+/// Shards: each has a list of clients to read, a list of clients to send to, and a loop (a
+/// work item) that works through them. A client always belongs to the same shard. Two let
+/// both vCPUs of the test machines work at once.
+const SHARDS: usize = 2;
+
+/// Clients a shard loop reads before it sends what they relayed: the larger, the more frames
+/// each send carries, the longer a reply may wait.
+const READ_BATCH: usize = 256;
+
+/// Deliveries (a message queued to one recipient) after which a shard loop stops reading and
+/// sends, whatever [`READ_BATCH`] says: with many recipients, a few messages are a lot of work,
+/// and nobody should wait for all of it before the first send.
+const READ_DELIVERIES: u64 = 65536;
 
 /// The throttle work looks again at least this often while clients wait, so a client that is
 /// added while the work's timer is set for later waits at most this much too long.
@@ -92,10 +119,27 @@ pub(crate) struct Server {
     /// Resumes the throttled clients whose time has come.
     #[pin]
     throttle_work: DelayedWork<Server>,
+    /// Per shard: clients with something to read (or to tear down), and clients with frames
+    /// to send. Filled from process context and from socket callbacks (softirq), hence the
+    /// IRQ-disabling locks.
+    #[pin]
+    ready: [SpinLockIrq<List<Client, READY>>; SHARDS],
+    #[pin]
+    dirty: [SpinLockIrq<List<Client, DIRTY>>; SHARDS],
+    /// The shard loops.
+    #[pin]
+    shard_work_0: Work<Server, 1>,
+    #[pin]
+    shard_work_1: Work<Server, 2>,
 }
 
 kernel::impl_has_delayed_work! {
     impl HasDelayedWork<Self> for Server { self.throttle_work }
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self, 1> for Server { self.shard_work_0 }
+    impl HasWork<Self, 2> for Server { self.shard_work_1 }
 }
 
 impl Server {
@@ -121,6 +165,14 @@ impl Server {
                     "Server::throttled"
                 ),
                 throttle_work <- new_delayed_work!("Server::throttle_work"),
+                ready <- pin_init::pin_init_array_from_fn(|_| {
+                    new_spinlock_irq!(List::new(), "Server::ready")
+                }),
+                dirty <- pin_init::pin_init_array_from_fn(|_| {
+                    new_spinlock_irq!(List::new(), "Server::dirty")
+                }),
+                shard_work_0 <- new_work!("Server::shard_work"),
+                shard_work_1 <- new_work!("Server::shard_work"),
             }),
             GFP_KERNEL,
         )
@@ -149,6 +201,103 @@ impl Server {
     /// The server's clock, for token buckets: ns since load.
     pub(crate) fn now_ns(&self) -> i64 {
         self.uptime().as_nanos()
+    }
+
+    /// The shard a client belongs to.
+    fn shard(client: &Client) -> usize {
+        (client.id % SHARDS as u64) as usize
+    }
+
+    /// Puts `client` on its shard's ready list (read it, or tear it down), unless it is on it
+    /// already. Callable from any context, socket callbacks included.
+    pub(crate) fn mark_ready(&self, client: ArcBorrow<'_, Client>) {
+        let shard = Self::shard(&client);
+        // The tracker admits one list entry per client: a client already waiting is not
+        // added twice.
+        let Some(entry) = ListArc::<Client, READY>::try_from_arc_borrow(client) else {
+            return;
+        };
+        let was_empty = {
+            let mut list = self.ready[shard].lock();
+            let was_empty = list.is_empty();
+            list.push_back(entry);
+            was_empty
+        };
+        if was_empty {
+            Self::wake(client.server(), shard);
+        }
+    }
+
+    /// Puts `client` on its shard's dirty list (send what is queued for it), unless it is on
+    /// it already. Callable from any context, `sk_write_space` included.
+    pub(crate) fn mark_dirty(&self, client: ArcBorrow<'_, Client>) {
+        let shard = Self::shard(&client);
+        let Some(entry) = ListArc::<Client, DIRTY>::try_from_arc_borrow(client) else {
+            return;
+        };
+        let was_empty = {
+            let mut list = self.dirty[shard].lock();
+            let was_empty = list.is_empty();
+            list.push_back(entry);
+            was_empty
+        };
+        if was_empty {
+            Self::wake(client.server(), shard);
+        }
+    }
+
+    /// Queues shard `shard`'s loop. An error means it is queued already; a loop that is
+    /// running looks at its lists again before it returns, and queueing it while it runs
+    /// makes it run once more, so no news is missed.
+    fn wake(this: &Arc<Self>, shard: usize) {
+        let _ = match shard {
+            0 => this.queue.enqueue::<Arc<Server>, 1>(this.clone()),
+            _ => this.queue.enqueue::<Arc<Server>, 2>(this.clone()),
+        };
+    }
+
+    /// A shard's loop: read up to [`READ_BATCH`] ready clients (their messages are queued to
+    /// the recipients), then send to every dirty client, and again, until both lists are
+    /// empty.
+    fn run_shard(this: &Arc<Self>, shard: usize) {
+        // One receive buffer for every client this run reads; under memory pressure, a small
+        // one on the stack (slower, but the chat goes on).
+        let mut heap = KVVec::from_elem(0u8, RX_CHUNK, GFP_KERNEL | __GFP_NOWARN);
+        let mut stack = [0u8; 512];
+        let buf: &mut [u8] = match &mut heap {
+            Ok(v) => v,
+            Err(_) => &mut stack,
+        };
+        // Likewise the buffer table for sends.
+        let mut iov = IoVecs::new(GFP_KERNEL | __GFP_NOWARN).unwrap_or_else(|_| IoVecs::small());
+        loop {
+            let mut idle = true;
+            let relayed = &this.registry.stats.relayed_msgs;
+            let start = relayed.load(Relaxed);
+            for _ in 0..READ_BATCH {
+                // Both shards count here: the budget is shared, which is as well.
+                if relayed.load(Relaxed).wrapping_sub(start) >= READ_DELIVERIES {
+                    break;
+                }
+                let Some(entry) = this.ready[shard].lock().pop_front() else {
+                    break;
+                };
+                idle = false;
+                // Off the list first: news that arrives while it is read marks it again.
+                Client::on_ready(&entry.into_arc(), buf);
+            }
+            loop {
+                // Not `while let`: its scrutinee's lock guard would live through the body.
+                let Some(entry) = this.dirty[shard].lock().pop_front() else {
+                    break;
+                };
+                idle = false;
+                Client::flush_queue(&entry.into_arc(), &mut iov);
+            }
+            if idle {
+                return;
+            }
+        }
     }
 
     /// Parks `client` until `wait_ns` from now; the throttle work then queues its rx work.
@@ -194,6 +343,14 @@ impl Server {
         // Callbacks are detached from every socket, so only our own work items can queue more
         // work now, and they stop once they see their client closing.
         self.queue.drain();
+        // The shard loops emptied their lists when they last ran; make sure no list keeps a
+        // client (and through it, this server) alive.
+        for shard in 0..SHARDS {
+            // Taken out under the lock, dropped after it: dropping a client may sleep.
+            let ready = core::mem::replace(&mut *self.ready[shard].lock(), List::new());
+            let dirty = core::mem::replace(&mut *self.dirty[shard].lock(), List::new());
+            drop((ready, dirty));
+        }
         // The last references to the clients go here, releasing their sockets.
         drop(clients);
     }
@@ -238,5 +395,21 @@ impl WorkItem for Server {
         for c in due.iter() {
             Client::resume(c);
         }
+    }
+}
+
+impl WorkItem<1> for Server {
+    type Pointer = Arc<Server>;
+
+    fn run(this: Arc<Server>) {
+        Self::run_shard(&this, 0);
+    }
+}
+
+impl WorkItem<2> for Server {
+    type Pointer = Arc<Server>;
+
+    fn run(this: Arc<Server>) {
+        Self::run_shard(&this, 1);
     }
 }

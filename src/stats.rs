@@ -32,6 +32,12 @@ pub(crate) struct Stats {
     pub(crate) refused_full: Atomic<u64>,
     /// Times a client over `max_msg_rate` was paused (flood control).
     pub(crate) throttled: Atomic<u64>,
+    /// Calls to `kernel_sendmsg`, and the frames (or frame parts) they carried: their ratio is
+    /// how much each send batches.
+    pub(crate) sends: Atomic<u64>,
+    pub(crate) sent_frames: Atomic<u64>,
+    /// Calls to `kernel_recvmsg` that returned data.
+    pub(crate) recvs: Atomic<u64>,
 }
 
 impl Stats {
@@ -46,6 +52,9 @@ impl Stats {
             slow_consumers: Atomic::new(0),
             refused_full: Atomic::new(0),
             throttled: Atomic::new(0),
+            sends: Atomic::new(0),
+            sent_frames: Atomic::new(0),
+            recvs: Atomic::new(0),
         }
     }
 
@@ -68,7 +77,7 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, &Atomic<u64>); 9] = [
+        let rows: [(&str, &Atomic<u64>); 12] = [
             ("clients_now", &self.clients_now),
             ("clients_peak", &self.clients_peak),
             ("connections_served", &self.served),
@@ -78,12 +87,19 @@ impl fmt::Display for Stats {
             ("slow_consumers_dropped", &self.slow_consumers),
             ("connections_refused_full", &self.refused_full),
             ("clients_throttled", &self.throttled),
+            ("sends", &self.sends),
+            ("sent_frames", &self.sent_frames),
+            ("recvs", &self.recvs),
         ];
         for (name, v) in rows {
             f.write_fmt(fmt!("{name}: {}\n", v.load(Relaxed)))?;
         }
         // Module-wide memory, for leak checks.
         f.write_fmt(fmt!("clients_allocated: {}\n", crate::client::allocated()))?;
+        f.write_fmt(fmt!(
+            "client_object_bytes: {}\n",
+            crate::client::object_size()
+        ))?;
         f.write_fmt(fmt!("buffer_bytes: {}\n", crate::frame::buffer_bytes()))
     }
 }

@@ -90,8 +90,10 @@ impl TxQueue {
         })
     }
 
-    /// Drops `sent` bytes from the front: whole frames, then part of the next one.
-    pub(crate) fn advance(&mut self, mut sent: usize) {
+    /// Drops `sent` bytes from the front: whole frames, then part of the next one. Returns
+    /// how many frames were completed.
+    pub(crate) fn advance(&mut self, mut sent: usize) -> usize {
+        let mut done = 0;
         self.bytes -= sent.min(self.bytes);
         while sent > 0 && self.len > 0 {
             let mask = self.slots.len() - 1;
@@ -101,17 +103,19 @@ impl TxQueue {
             let left = frame.len() - self.offset;
             if sent < left {
                 self.offset += sent;
-                return;
+                return done;
             }
             sent -= left;
             self.slots[self.head] = None;
             self.head = (self.head + 1) & mask;
             self.len -= 1;
             self.offset = 0;
+            done += 1;
         }
         if self.len == 0 {
             self.clear();
         }
+        done
     }
 
     /// Whether the oldest frame went out in part (a new frame must not be written before it).

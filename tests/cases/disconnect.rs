@@ -167,16 +167,20 @@ fn rmmod_under_load() -> CaseResult {
             let (stop, received, ended) = (stop.clone(), received.clone(), ended.clone());
             thread::spawn(move || {
                 let mut n = 0u64;
+                let mut last = Instant::now() - Duration::from_secs(1);
                 while !stop.load(Ordering::Relaxed) {
-                    // A chatty client: a message every 50 ms or so (200 of them ask the debug
-                    // kernel under TCG for more relays than it can make).
-                    if c.send(format!("client {i} message {n}").as_bytes())
-                        .is_err()
-                    {
-                        break;
+                    // A chatty client: a message every half second (200 of them, each message
+                    // to 199 others: some 80,000 deliveries a second), reading all the while.
+                    if last.elapsed() >= Duration::from_millis(500) {
+                        if c.send(format!("client {i} message {n}").as_bytes())
+                            .is_err()
+                        {
+                            break;
+                        }
+                        n += 1;
+                        last = Instant::now();
                     }
-                    n += 1;
-                    match c.recv_timeout(Duration::from_millis(50)) {
+                    match c.recv_timeout(Duration::from_millis(100)) {
                         Ok(Some(_)) => {
                             received.fetch_add(1, Ordering::Relaxed);
                             while let Ok(Some(_)) = c.recv_timeout(Duration::ZERO) {
@@ -194,9 +198,25 @@ fn rmmod_under_load() -> CaseResult {
             })
         })
         .collect();
-    thread::sleep(Duration::from_secs(2));
+    // Let the chat run a while (and make sure it does) before unloading.
+    let deadline = Instant::now() + STEP;
+    while received.load(Ordering::Relaxed) < 1000 {
+        if Instant::now() > deadline {
+            let s = crate::util::stats()?;
+            return Err(format!(
+                "no traffic flowed before rmmod: {} frames received, {} clients ended; kchat: relayed {:?}, sends {:?}, frames sent {:?}, recvs {:?}",
+                received.load(Ordering::Relaxed),
+                ended.load(Ordering::Relaxed),
+                s.get("messages_relayed"),
+                s.get("sends"),
+                s.get("sent_frames"),
+                s.get("recvs")
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_secs(1));
     let before = received.load(Ordering::Relaxed);
-    ensure!(before > 0, "no traffic flowed before rmmod");
     let t = Instant::now();
     module::unload().ctx("rmmod under load")?;
     let took = t.elapsed();

@@ -142,7 +142,10 @@ fn finish(scale: &Scale, honest: Honest, base: Memory, what: &str) -> CaseResult
 /// reset, frames dribbled in random pieces. Attackers never read, so some end as slow
 /// consumers too.
 fn fuzz(scale: &'static Scale) -> CaseResult {
-    let (honest, base) = begin("notices=0 max_msg_len=2048 max_queue_bytes=65536")?;
+    // Attackers never read: a 1 MiB queue drops them soon enough, and the rate limit keeps
+    // their valid frames from burying the honest pair (who must read all of them).
+    let (honest, base) =
+        begin("notices=0 max_msg_len=2048 max_queue_bytes=1048576 max_msg_rate=200")?;
     println!(
         "# fuzz seed {SEED:#x} ({} attackers x {} rounds)",
         scale.fuzz_attackers, scale.fuzz_rounds
@@ -445,7 +448,9 @@ fn allocation_failures(scale: &'static Scale) -> CaseResult {
 /// large allocations may fail (the client is disconnected) or the OOM killer may take the hog;
 /// kchat must not crash, the honest pair keeps chatting, and memory returns to its baseline.
 fn memory_pressure(scale: &'static Scale) -> CaseResult {
-    let (honest, base) = begin("notices=0 max_msg_len=1048576 max_queue_bytes=1048576")?;
+    // The honest pair must read every flooded frame too: a queue large enough for the whole
+    // burst keeps them from being dropped as slow consumers while the TCG guest catches up.
+    let (honest, base) = begin("notices=0 max_msg_len=1048576 max_queue_bytes=33554432")?;
     let avail = meminfo("MemAvailable")? / 1024;
     let hog = Hog::start(avail.saturating_sub(48))?;
     println!(

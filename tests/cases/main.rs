@@ -16,6 +16,7 @@ mod limits;
 #[path = "../harness/logcheck.rs"]
 #[allow(dead_code)]
 mod logcheck;
+mod measure;
 mod module;
 mod util;
 
@@ -89,6 +90,14 @@ fn main() {
         match a.as_str() {
             "--suite" => suite = args.next().unwrap_or_default(),
             "--filter" => filter = args.next(),
+            "--idle-memory" => {
+                let n = args.next().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+                if let Err(e) = measure::idle_memory(n) {
+                    println!("KCHAT-BENCH-ERROR idle memory: {e}");
+                    let _ = module::unload();
+                }
+                std::process::exit(0);
+            }
             "--hog" => {
                 let mib = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 attack::hog_main(mib);

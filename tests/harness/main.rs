@@ -9,6 +9,7 @@
 //! `test` runs the guest suite (`kchat-vmtest`) in one boot, streams its output, then scans the
 //! whole kernel log for splats and KUnit failures, and prints `N passed, N failed`.
 
+mod bench;
 mod initramfs;
 mod logcheck;
 mod qemu;
@@ -97,6 +98,7 @@ fn main() {
     let code = match o.mode.as_str() {
         "test" | "stress" => run_suite(&o),
         "run" => run_interactive(&o),
+        "bench" => run_bench(&o),
         _ => usage(),
     };
     exit(code);
@@ -111,9 +113,16 @@ fn guest_binaries(o: &Options) -> Vec<PathBuf> {
 }
 
 fn build_image(o: &Options, run_script: String) -> PathBuf {
+    build_image_with(o, run_script, Vec::new())
+}
+
+/// Builds the image with `extra` binaries besides the usual ones.
+fn build_image_with(o: &Options, run_script: String, extra: Vec<PathBuf>) -> PathBuf {
+    let mut binaries = guest_binaries(o);
+    binaries.extend(extra);
     let image = initramfs::Image {
         module: &o.module,
-        binaries: guest_binaries(o),
+        binaries,
         run_script,
     };
     let cpio = o.out.join("initramfs.cpio");
@@ -163,6 +172,126 @@ setsid cttyhack sh -l
             1
         }
     }
+}
+
+/// `make bench`: every scenario against every server in one guest, then the outputs.
+fn run_bench(o: &Options) -> i32 {
+    let output = o.out.join("output.log");
+    let console = o.out.join("console.log");
+    let kmsg = o.out.join("kmsg.log");
+    for f in [&output, &console, &kmsg] {
+        let _ = fs::remove_file(f);
+    }
+    let redis = PathBuf::from("/usr/bin/redis-server");
+    let mut extra = vec![
+        o.bin_dir.join("kchat-bench"),
+        o.bin_dir.join("kchat-ref"),
+        redis,
+    ];
+    extra.extend(bench::profile_binaries());
+    let script = format!(
+        "cat /dev/kmsg > /dev/ttyS2 &\nkp=$!\n(\n{}) > /dev/ttyS1 2>&1\necho KCHAT-EXIT 0 > /dev/ttyS1\nsleep 1\nkill $kp\n",
+        bench::guest_script(&list_env("KCHAT_BENCH_SCENARIOS"), &list_env("KCHAT_BENCH_SERVERS"))
+    );
+    let initrd = build_image_with(o, script, extra);
+    let guest = Guest {
+        kernel: &o.kernel,
+        initrd: &initrd,
+        cpus: o.cpus,
+        memory_mib: o.memory_mib,
+        append: String::new(),
+        serial: Serial::Files {
+            console: console.clone(),
+            output: output.clone(),
+            kmsg: kmsg.clone(),
+        },
+        forwards: Vec::new(),
+    };
+    eprintln!(
+        "kchat-vm: booting the bench guest (production-like kernel); output in {}",
+        o.out.display()
+    );
+    let child = match guest.command().spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
+            return 1;
+        }
+    };
+    let steps = HostSteps {
+        kchat: o.bin_dir.join("kchat"),
+        port: 0,
+        running: Vec::new(),
+    };
+    let (status, lines, _) = follow(child, &output, o.timeout, steps);
+    let mut records = Vec::new();
+    let mut env = Vec::new();
+    let mut problems = Vec::new();
+    for line in &lines {
+        if let Some(j) = line.strip_prefix("KCHAT-BENCH-JSON ") {
+            match serde_json::from_str::<serde_json::Value>(j) {
+                Ok(v) => records.push(v),
+                Err(e) => problems.push(format!("bad record: {e}")),
+            }
+        } else if let Some(e) = line.strip_prefix("KCHAT-BENCH-ENV ") {
+            env.push(e.to_string());
+        } else if let Some(m) = line.strip_prefix("KCHAT-BENCH-MEM ") {
+            env.push(format!("memory per idle client: {m}"));
+        } else if line.starts_with("KCHAT-BENCH-ERROR") || line.contains("reported a problem") {
+            problems.push(line.clone());
+        }
+    }
+    env.extend(bench::kernel_config_summary(&o.kernel));
+    env.push(format!(
+        "host: {} cores, QEMU TCG ({}), guest {} vCPUs, {} MiB",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::env::var("KCHAT_ACCEL").unwrap_or_else(|_| "tcg".into()),
+        o.cpus,
+        o.memory_mib
+    ));
+    let raw = o.out.join("raw.json");
+    let _ = fs::write(
+        &raw,
+        serde_json::to_string_pretty(&records).unwrap_or_default(),
+    );
+    let published = bench::publish(records);
+    let dir = PathBuf::from("target/bench");
+    let logs = check_logs(&kmsg, &console);
+    match bench::write_outputs(&dir, &published, &env, &o.bin_dir.join("kchat-bench")) {
+        Ok(table) => println!("\n{table}"),
+        Err(e) => problems.push(e),
+    }
+    for l in &logs {
+        if !l.ok && l.name.starts_with("kernel log") {
+            problems.push(format!("{}: {}", l.name, l.detail));
+        }
+    }
+    if status.is_none() {
+        problems.push("the bench guest timed out".into());
+    }
+    println!(
+        "results: {} (raw runs: {})",
+        dir.join("latest.json").display(),
+        raw.display()
+    );
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    i32::from(!problems.is_empty())
+}
+
+/// A comma-separated list from the environment (empty if unset).
+fn list_env(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One result line for the summary.

@@ -44,6 +44,11 @@ if [ "$mode" = test ]; then
 	extra=(--host-test-log "$KCHAT_ROOT/target/vm/host-tests.log")
 fi
 
+if [ "$mode" = stress ]; then
+	# KASAN under TCG is slow: give the full suite time.
+	extra=(--timeout 5400)
+fi
+
 harness=$KCHAT_ROOT/target/release/kchat-vm
 exec "$harness" "$mode" "${extra[@]}" \
 	--kernel "$kdir/arch/x86/boot/bzImage" \
