@@ -78,6 +78,11 @@ pub(crate) struct IoVecs {
     inline: [bindings::kvec; 4],
 }
 
+// SAFETY: The table's pointers are written and read only within one `Socket::send_all` call,
+// which borrows what they point at for its duration; between calls they are stale and never
+// dereferenced, so moving the table to another thread shares nothing.
+unsafe impl Send for IoVecs {}
+
 /// An unused buffer entry.
 const NO_KVEC: bindings::kvec = bindings::kvec {
     iov_base: core::ptr::null_mut(),

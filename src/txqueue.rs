@@ -5,8 +5,9 @@
 //! A ring of `Arc<Frame>`: broadcasters push at the back, the client's tx work sends from the
 //! front, many frames per send, and [`TxQueue::advance`] drops what the socket took, keeping
 //! the offset into a frame that went out only in part. The queue counts its unsent bytes so
-//! that the slow-consumer limit is a comparison. An emptied queue frees its storage, so an idle
-//! client costs no queue memory.
+//! that the slow-consumer limit is a comparison. An emptied queue keeps a small ring (up to
+//! [`KEEP_SLOTS`] slots) for the next burst and frees a larger one, so an idle client costs
+//! little queue memory and a busy one does not reallocate on every round.
 
 use kernel::{
     prelude::*,
@@ -16,7 +17,10 @@ use kernel::{
 use crate::frame::Frame;
 
 /// Slots allocated for the first frame; the ring doubles from there.
-const INITIAL_SLOTS: usize = 8;
+const INITIAL_SLOTS: usize = 16;
+
+/// The largest ring an emptied queue keeps (512 bytes of slots).
+const KEEP_SLOTS: usize = 64;
 
 /// Frames waiting to be sent, oldest first.
 pub(crate) struct TxQueue {
@@ -113,7 +117,12 @@ impl TxQueue {
             done += 1;
         }
         if self.len == 0 {
-            self.clear();
+            self.head = 0;
+            self.offset = 0;
+            self.bytes = 0;
+            if self.slots.len() > KEEP_SLOTS {
+                self.slots = KVec::new();
+            }
         }
         done
     }
@@ -172,6 +181,10 @@ mod tests {
         q.advance(left);
         let empty = q.is_empty();
         assert!(empty);
+        // A small ring is kept for the next burst.
+        let cap = q.slots.len();
+        assert_eq!(cap, INITIAL_SLOTS);
+        q.clear();
         let cap = q.slots.len();
         assert_eq!(cap, 0);
         Ok(())
