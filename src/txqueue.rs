@@ -183,7 +183,8 @@ mod tests {
         assert!(empty);
         // A small ring is kept for the next burst.
         let cap = q.slots.len();
-        assert_eq!(cap, INITIAL_SLOTS);
+        let kept = cap > 0 && cap <= KEEP_SLOTS;
+        assert!(kept);
         q.clear();
         let cap = q.slots.len();
         assert_eq!(cap, 0);
