@@ -79,25 +79,36 @@ pub struct HonestReport {
 /// becomes a slow consumer.
 pub struct Honest {
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
+    /// Pings sent by each of A and B.
+    rounds: Arc<AtomicU64>,
     threads: Vec<JoinHandle<Result<(u64, Duration), String>>>,
     sender: JoinHandle<Result<(), String>>,
 }
 
-/// Reads frames from `s` until `stop`, timing the pings that come from `peer`.
+/// Reads frames from `s`, timing the pings that come from `peer`, until the pinging has stopped
+/// and every ping sent (`rounds`) has arrived, or `bound` has passed since it stopped.
 fn honest_reader(
     mut s: TcpStream,
     peer: String,
     stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+    bound: Duration,
     t0: Instant,
 ) -> Result<(u64, Duration), String> {
     let mut d = Decoder::new(2 << 20);
     let mut got = 0u64;
     let mut worst = Duration::ZERO;
+    let mut stopped: Option<Instant> = None;
     let prefix = format!("{peer}: ping ");
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .ctx("timeout")?;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopped.get_or_insert_with(Instant::now);
+            if got >= rounds.load(Ordering::Relaxed) || since.elapsed() > bound {
+                return Ok((got, worst));
+            }
+        }
         let spare = d.spare(64 * 1024);
         match s.read(spare) {
             Ok(0) => return Err("an honest client was disconnected".into()),
@@ -108,23 +119,30 @@ fn honest_reader(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok((got, worst));
-                }
                 continue;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("an honest client's read failed: {e}")),
         }
         while let Some(f) = d.next_frame().map_err(|e| e.to_string())? {
-            let text = String::from_utf8_lossy(f);
-            if let Some(rest) = text.strip_prefix(&prefix) {
+            // Most frames are the attackers': skip them without decoding.
+            let Some(rest) = f.strip_prefix(prefix.as_bytes()) else {
+                continue;
+            };
+            let rest = String::from_utf8_lossy(rest);
+            {
                 let micros: u64 = rest
                     .split(' ')
                     .nth(1)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 let latency = t0.elapsed().saturating_sub(Duration::from_micros(micros));
-                worst = worst.max(latency);
+                if latency > worst {
+                    worst = latency;
+                    if latency > Duration::from_secs(1) {
+                        println!("# honest ping late: {latency:?} at {:?}", t0.elapsed());
+                    }
+                }
                 got += 1;
             }
         }
@@ -132,8 +150,9 @@ fn honest_reader(
 }
 
 impl Honest {
-    /// Connects A and B (kchat must be loaded) and starts pinging every `interval`.
-    pub fn start(interval: Duration) -> Result<Self, String> {
+    /// Connects A and B (kchat must be loaded) and starts pinging every `interval`. Each ping
+    /// must arrive within `bound`.
+    pub fn start(interval: Duration, bound: Duration) -> Result<Self, String> {
         let a = TcpStream::connect(ADDR).ctx("honest connect")?;
         let b = TcpStream::connect(ADDR).ctx("honest connect")?;
         a.set_nodelay(true).ctx("nodelay")?;
@@ -143,21 +162,21 @@ impl Honest {
             b.local_addr().ctx("addr")?.to_string(),
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
+        let rounds = Arc::new(AtomicU64::new(0));
         let t0 = Instant::now();
         let threads = vec![
             {
-                let (s, stop) = (a.try_clone().ctx("clone")?, stop.clone());
+                let (s, stop, rounds) = (a.try_clone().ctx("clone")?, stop.clone(), rounds.clone());
                 let peer = lb.clone();
-                thread::spawn(move || honest_reader(s, peer, stop, t0))
+                thread::spawn(move || honest_reader(s, peer, stop, rounds, bound, t0))
             },
             {
-                let (s, stop) = (b.try_clone().ctx("clone")?, stop.clone());
+                let (s, stop, rounds) = (b.try_clone().ctx("clone")?, stop.clone(), rounds.clone());
                 let peer = la.clone();
-                thread::spawn(move || honest_reader(s, peer, stop, t0))
+                thread::spawn(move || honest_reader(s, peer, stop, rounds, bound, t0))
             },
         ];
-        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let (stop2, rounds2) = (stop.clone(), rounds.clone());
         let sender = thread::spawn(move || -> Result<(), String> {
             let (mut a, mut b) = (a, b);
             let mut i = 0u64;
@@ -166,16 +185,16 @@ impl Honest {
                 for s in [&mut a, &mut b] {
                     s.write_all(&encode(format!("ping {i} {now}").as_bytes()))
                         .map_err(|e| format!("an honest client could not send: {e}"))?;
-                    sent2.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 1;
+                rounds2.store(i, Ordering::Relaxed);
                 thread::sleep(interval);
             }
             Ok(())
         });
         Ok(Self {
             stop,
-            sent,
+            rounds,
             threads,
             sender,
         })
@@ -183,12 +202,12 @@ impl Honest {
 
     /// Stops pinging and checks that every ping arrived within `bound`.
     pub fn stop(self, bound: Duration) -> Result<HonestReport, String> {
-        // Let the last pings arrive.
+        // The readers wait for the last pings.
         self.stop.store(true, Ordering::Relaxed);
         self.sender
             .join()
             .map_err(|_| "honest sender panicked".to_string())??;
-        let sent = self.sent.load(Ordering::Relaxed);
+        let sent = 2 * self.rounds.load(Ordering::Relaxed);
         let mut report = HonestReport::default();
         for t in self.threads {
             let (got, worst) = t
