@@ -18,6 +18,7 @@ mod limits;
 mod logcheck;
 mod measure;
 mod module;
+mod scenarios;
 mod util;
 
 use std::{
@@ -42,6 +43,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(commands::cases());
     cases.extend(limits::cases());
     cases.extend(disconnect::cases());
+    cases.extend(scenarios::cases());
     cases.extend(hostile::cases(false));
     cases.push(kmemleak_case());
     cases

@@ -106,7 +106,9 @@ fn main() {
 
 /// Guest binaries every image carries.
 fn guest_binaries(o: &Options) -> Vec<PathBuf> {
-    ["kchat-vmtest", "kchat"]
+    // The load generator and the reference servers serve the scenario checks of `make test`
+    // as well as `make bench`.
+    ["kchat-vmtest", "kchat", "kchat-bench", "kchat-ref"]
         .iter()
         .map(|b| o.bin_dir.join(b))
         .collect()
@@ -183,11 +185,7 @@ fn run_bench(o: &Options) -> i32 {
         let _ = fs::remove_file(f);
     }
     let redis = PathBuf::from("/usr/bin/redis-server");
-    let mut extra = vec![
-        o.bin_dir.join("kchat-bench"),
-        o.bin_dir.join("kchat-ref"),
-        redis,
-    ];
+    let mut extra = vec![redis];
     extra.extend(bench::profile_binaries());
     let script = format!(
         "cat /dev/kmsg > /dev/ttyS2 &\nkp=$!\n(\n{}) > /dev/ttyS1 2>&1\necho KCHAT-EXIT 0 > /dev/ttyS1\nsleep 1\nkill $kp\n",
