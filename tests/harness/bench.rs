@@ -95,9 +95,10 @@ const SERVERS: &[Server] = &[
     },
 ];
 
-/// The guest's script for the whole benchmark. `scenarios` and `servers` (by name; empty: all)
-/// limit what runs, for quicker experiments (`KCHAT_BENCH_SCENARIOS`, `KCHAT_BENCH_SERVERS`).
-pub fn guest_script(scenarios: &[String], servers: &[String]) -> String {
+/// The guest's script for the whole benchmark: `runs` rounds of every scenario against every
+/// server. `scenarios` and `servers` (by name; empty: all) limit what runs, for quicker
+/// experiments (`KCHAT_BENCH_SCENARIOS`, `KCHAT_BENCH_SERVERS`, `KCHAT_BENCH_RUNS`).
+pub fn guest_script(scenarios: &[String], servers: &[String], runs: u32) -> String {
     let only = scenarios;
     let mut s = String::from(
         r#"ulimit -n 1048576
@@ -124,34 +125,38 @@ J=/tmp/bench.jsonl
     if scenarios.is_empty() && servers.is_empty() {
         s.push_str("/bin/kchat-vmtest --idle-memory 10000\n");
     }
-    for server in SERVERS
-        .iter()
-        .filter(|sv| servers.is_empty() || servers.iter().any(|n| sv.label.starts_with(n.as_str())))
-    {
-        let _ = writeln!(s, "echo '# bench: {}'", server.label);
-        let _ = writeln!(s, "{}", server.start);
-        let _ = writeln!(s, "if listening {}; then", server.port);
-        for sc in SCENARIOS
-            .iter()
-            .filter(|sc| only.is_empty() || only.iter().any(|o| o == sc.name))
-        {
-            let _ = writeln!(
+    // Rounds of every server in turn, rather than all of one server's runs in a row: the
+    // machine's noise (other guests, the host) then spreads over all servers alike, and the
+    // report takes each one's median.
+    for round in 1..=runs.max(1) {
+        for server in SERVERS.iter().filter(|sv| {
+            servers.is_empty() || servers.iter().any(|n| sv.label.starts_with(n.as_str()))
+        }) {
+            let _ = writeln!(s, "echo '# bench: round {round}: {}'", server.label);
+            let _ = writeln!(s, "{}", server.start);
+            let _ = writeln!(s, "if listening {}; then", server.port);
+            for sc in SCENARIOS
+                .iter()
+                .filter(|sc| only.is_empty() || only.iter().any(|o| o == sc.name))
+            {
+                let _ = writeln!(
                 s,
                 "    kchat-bench --quiet --addr 127.0.0.1:{} --protocol {} --server {} --scenario {} \
                  --idle-timeout 60 --duration-limit 600 --json $J {} > /dev/null 2>&1 || \
                  echo '# bench: {} {} reported a problem'",
                 server.port, server.protocol, server.label, sc.name, sc.args, server.label, sc.name
             );
-            if server.label == "kchat" {
-                // kchat's own counters after each scenario (cumulative since load).
-                let _ = writeln!(
-                    s,
-                    "    echo '# after {}:' $(tr '\\n' ' ' < /sys/kernel/debug/kchat/stats)",
-                    sc.name
-                );
+                if server.label == "kchat" {
+                    // kchat's own counters after each scenario (cumulative since load).
+                    let _ = writeln!(
+                        s,
+                        "    echo '# after {}:' $(tr '\\n' ' ' < /sys/kernel/debug/kchat/stats)",
+                        sc.name
+                    );
+                }
             }
+            let _ = writeln!(s, "fi\n{}\nsleep 1", server.stop);
         }
-        let _ = writeln!(s, "fi\n{}\nsleep 1", server.stop);
     }
     if std::env::var_os("KCHAT_BENCH_PROFILE").is_some() {
         s.push_str(&profile_script());

@@ -189,7 +189,14 @@ fn run_bench(o: &Options) -> i32 {
     extra.extend(bench::profile_binaries());
     let script = format!(
         "cat /dev/kmsg > /dev/ttyS2 &\nkp=$!\n(\n{}) > /dev/ttyS1 2>&1\necho KCHAT-EXIT 0 > /dev/ttyS1\nsleep 1\nkill $kp\n",
-        bench::guest_script(&list_env("KCHAT_BENCH_SCENARIOS"), &list_env("KCHAT_BENCH_SERVERS"))
+        bench::guest_script(
+            &list_env("KCHAT_BENCH_SCENARIOS"),
+            &list_env("KCHAT_BENCH_SERVERS"),
+            std::env::var("KCHAT_BENCH_RUNS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+        )
     );
     let initrd = build_image_with(o, script, extra);
     let guest = Guest {
