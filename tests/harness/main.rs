@@ -4,6 +4,8 @@
 //! kchat-vm test   --kernel BZIMAGE --module KO --bin-dir DIR --out DIR [--timeout S] [-- ARGS]
 //! kchat-vm stress ...same, runs the hostile-client suite
 //! kchat-vm run    --kernel BZIMAGE --module KO --bin-dir DIR --out DIR
+//! kchat-vm bench  ...same, runs the benchmark
+//! kchat-vm publish --bin-dir DIR --out DIR   (the last bench's tables again, from DIR's raw.json)
 //! ```
 //!
 //! `test` runs the guest suite (`kchat-vmtest`) in one boot, streams its output, then scans the
@@ -83,7 +85,7 @@ fn parse_args() -> Options {
             _ => usage(),
         }
     }
-    if o.kernel.as_os_str().is_empty() || o.module.as_os_str().is_empty() {
+    if o.mode != "publish" && (o.kernel.as_os_str().is_empty() || o.module.as_os_str().is_empty()) {
         usage();
     }
     o
@@ -99,9 +101,46 @@ fn main() {
         "test" | "stress" => run_suite(&o),
         "run" => run_interactive(&o),
         "bench" => run_bench(&o),
+        "publish" => republish(&o),
         _ => usage(),
     };
     exit(code);
+}
+
+/// `publish`: the tables and the chart again from the last bench's raw records (after a change
+/// to the report, say), without booting anything.
+fn republish(o: &Options) -> i32 {
+    let records: Vec<serde_json::Value> = match fs::read_to_string(o.out.join("raw.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kchat-vm: {}/raw.json: {e}", o.out.display());
+            return 1;
+        }
+    };
+    let env: Vec<String> = fs::read_to_string(o.out.join("env.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let dir = PathBuf::from("target/bench");
+    match bench::write_outputs(
+        &dir,
+        &bench::publish(records),
+        &env,
+        &o.bin_dir.join("kchat-bench"),
+    ) {
+        Ok(table) => {
+            println!("{table}");
+            0
+        }
+        Err(e) => {
+            eprintln!("kchat-vm: {e}");
+            1
+        }
+    }
 }
 
 /// Guest binaries every image carries.
@@ -261,6 +300,7 @@ fn run_bench(o: &Options) -> i32 {
         &raw,
         serde_json::to_string_pretty(&records).unwrap_or_default(),
     );
+    let _ = fs::write(o.out.join("env.txt"), env.join("\n"));
     let published = bench::publish(records);
     let dir = PathBuf::from("target/bench");
     let logs = check_logs(&kmsg, &console);
