@@ -67,7 +67,10 @@ use crate::{
         Escaped,
         Label, //
     },
-    registry::NickRefused,
+    registry::{
+        NickRefused,
+        RelayBatch, //
+    },
     server::Server,
     throttle::Bucket,
     txqueue::TxQueue,
@@ -359,31 +362,55 @@ impl Client {
     /// disconnected as a slow consumer instead; nobody waits for it. A single frame larger
     /// than the limit is still accepted into an empty queue.
     pub(crate) fn enqueue(this: &Arc<Self>, frame: &Arc<Frame>) -> bool {
+        Self::enqueue_frames(this, core::iter::once(frame)).0 == 1
+    }
+
+    /// Queues, in order, every frame of a relay batch that this client did not send itself,
+    /// under one lock; returns how many frames it took and their bytes. Limits as
+    /// [`Client::enqueue`]: on a slow consumer the frames after the limit are not queued.
+    pub(crate) fn enqueue_batch(this: &Arc<Self>, batch: &[(Arc<Client>, Arc<Frame>)]) -> (u64, u64) {
+        let others = batch
+            .iter()
+            .filter(|(from, _)| !Arc::ptr_eq(from, this))
+            .map(|(_, frame)| frame);
+        Self::enqueue_frames(this, others)
+    }
+
+    fn enqueue_frames<'a>(
+        this: &Arc<Self>,
+        frames: impl Iterator<Item = &'a Arc<Frame>>,
+    ) -> (u64, u64) {
         let max = usize::try_from(this.server.params.max_queue_bytes).unwrap_or(usize::MAX);
         let mut tx = this.tx.lock();
         if this.is_closing() {
-            return false;
+            return (0, 0);
         }
-        let queued = tx.bytes() + this.out_bytes.load(Relaxed);
-        if queued > 0 && queued + frame.len() > max {
-            drop(tx);
-            let reason = CloseReason::SlowConsumer(u32::try_from(queued).unwrap_or(u32::MAX));
-            if Self::close(this, reason) {
-                this.server.registry.stats.slow_consumers.add(1, Relaxed);
-            }
-            return false;
-        }
+        let out = this.out_bytes.load(Relaxed);
         let was_empty = tx.is_empty();
-        if tx.push(frame.clone()).is_err() {
-            drop(tx);
-            Self::close(this, CloseReason::NoMemory);
-            return false;
+        let (mut n, mut bytes) = (0, 0);
+        for frame in frames {
+            let queued = tx.bytes() + out;
+            if queued > 0 && queued + frame.len() > max {
+                drop(tx);
+                let reason = CloseReason::SlowConsumer(u32::try_from(queued).unwrap_or(u32::MAX));
+                if Self::close(this, reason) {
+                    this.server.registry.stats.slow_consumers.add(1, Relaxed);
+                }
+                return (n, bytes);
+            }
+            if tx.push(frame.clone()).is_err() {
+                drop(tx);
+                Self::close(this, CloseReason::NoMemory);
+                return (n, bytes);
+            }
+            n += 1;
+            bytes += frame.len() as u64;
         }
         drop(tx);
-        if was_empty {
+        if was_empty && n > 0 {
             this.server.mark_dirty(this.as_arc_borrow());
         }
-        true
+        (n, bytes)
     }
 
     /// The shard loop's call: sends what is queued, until nothing is left, the socket is full
@@ -453,7 +480,11 @@ impl Client {
 
     /// Reads until `EAGAIN` (or the budget), dispatching every complete frame. Returns whether
     /// the budget ran out with data perhaps left.
-    fn receive(this: &Arc<Self>, buf: &mut [u8]) -> Result<bool, CloseReason> {
+    fn receive(
+        this: &Arc<Self>,
+        buf: &mut [u8],
+        batch: &mut RelayBatch,
+    ) -> Result<bool, CloseReason> {
         let server = &this.server;
         let rate = server.rate;
         let mut rx = this.rx.lock();
@@ -498,16 +529,26 @@ impl Client {
                 input = &input[used..];
                 if let Some(payload) = payload {
                     rx.bucket.charge(rate, server.now_ns());
-                    Self::dispatch(this, payload)?;
+                    Self::dispatch(this, payload, batch)?;
                 }
             }
         }
     }
 
-    /// Acts on one payload: a command, or a chat message for the others.
-    fn dispatch(this: &Arc<Self>, payload: Payload) -> Result<(), CloseReason> {
+    /// Acts on one payload: a command, or a chat message for the others (into the shard
+    /// loop's relay batch). Before a command, the batch goes out: a `/nick` notice or a
+    /// `/who` answer comes after the messages read before it.
+    fn dispatch(
+        this: &Arc<Self>,
+        payload: Payload,
+        batch: &mut RelayBatch,
+    ) -> Result<(), CloseReason> {
         let server = &this.server;
-        match proto::parse(payload.bytes()) {
+        let command = proto::parse(payload.bytes());
+        if !matches!(command, Command::Chat) {
+            batch.publish(&server.registry);
+        }
+        match command {
             Command::Chat => {
                 let label = this.label();
                 kchat_log!(
@@ -521,7 +562,7 @@ impl Client {
                 this.msgs_in.add(1, Relaxed);
                 let frame = Frame::relay(payload, &label).map_err(|_| CloseReason::NoMemory)?;
                 let frame = Arc::new(frame, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
-                server.registry.relay(this, &frame);
+                batch.push(&server.registry, this, frame);
             }
             Command::Nick(name) => Self::nick(this, name),
             Command::Who => match server.registry.who() {
@@ -680,11 +721,12 @@ impl Client {
     /// The shard loop's call for a client on its ready list: read what there is (a budget's
     /// worth; if more may remain the client goes back on the list, behind the others), or tear
     /// it down if it is closing.
-    /// `buf` is the shard's receive buffer ([`RX_CHUNK`] bytes is plenty).
-    pub(crate) fn on_ready(this: &Arc<Client>, buf: &mut [u8]) {
+    /// `buf` is the shard's receive buffer ([`RX_CHUNK`] bytes is plenty), `batch` its relay
+    /// batch, where the chat messages read go.
+    pub(crate) fn on_ready(this: &Arc<Client>, buf: &mut [u8], batch: &mut RelayBatch) {
         // At unload the exit path tears down every registered client itself.
         if !this.is_closing() && !this.server.is_closing() {
-            match Self::receive(this, buf) {
+            match Self::receive(this, buf, batch) {
                 Ok(false) => {}
                 Ok(true) => Self::queue_rx(this.clone()),
                 Err(reason) => {
@@ -693,6 +735,8 @@ impl Client {
             }
         }
         if this.is_closing() {
+            // Its last messages go out before its `left` notice.
+            batch.publish(&this.server.registry);
             Self::teardown(this);
         }
     }

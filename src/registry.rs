@@ -2,9 +2,10 @@
 
 //! The set of connected clients, and who receives what.
 //!
-//! One mutex protects the list. Relaying a message walks it once, appending one shared frame
-//! to each recipient's send queue (which never blocks: a full queue disconnects that client as
-//! a slow consumer). [`Registry::recipients`] is the one place that decides who receives a
+//! One mutex protects the list. Relaying walks it once per batch of messages (the chat
+//! messages the shard loop read in one pass, [`RelayBatch`]), appending the shared frames to
+//! each recipient's send queue under one lock per recipient (which never blocks: a full queue
+//! disconnects that client as a slow consumer). [`Registry::recipients`] is the one place that decides who receives a
 //! frame, so rooms and direct messages (DESIGN.md, "planned next") change it and nothing else.
 
 use kernel::{
@@ -169,6 +170,21 @@ impl Registry {
         self.stats.relayed(n, frame.len());
     }
 
+    /// Relays a batch of chat frames, each to every client but its sender, in order: one walk
+    /// of the list and one send-queue lock per recipient for the whole batch.
+    pub(crate) fn publish(&self, batch: &[(Arc<Client>, Arc<Frame>)]) {
+        let inner = self.inner.lock();
+        let (mut n, mut bytes) = (0, 0);
+        for c in inner.clients.iter().filter(|c| !c.is_closing()) {
+            let (k, b) = Client::enqueue_batch(c, batch);
+            n += k;
+            bytes += b;
+        }
+        drop(inner);
+        self.stats.relayed_msgs.add(n, Relaxed);
+        self.stats.relayed_bytes.add(bytes, Relaxed);
+    }
+
     /// Sets `client`'s nick if it is valid and no other client has it; returns the old label,
     /// or `None` if the nick did not change.
     pub(crate) fn set_nick(
@@ -239,6 +255,63 @@ impl Registry {
             out.push(c.clone(), GFP_KERNEL)?;
         }
         Ok(out)
+    }
+}
+
+/// Most frames a relay batch holds before it goes out by itself.
+pub(crate) const BATCH_FRAMES: usize = 1024;
+
+/// The chat messages a shard loop has read and not yet relayed, with their senders.
+///
+/// Relaying them together costs each recipient one lock and one dirty-list check per batch
+/// instead of per message (measured on `fanout-1000`: per-message enqueueing was the module's
+/// largest cost). The loop publishes the batch before it sends, and before anything else that
+/// queues frames for the clients it read (commands, a disconnect), so the order of what each
+/// client receives is the order in which kchat read it.
+pub(crate) struct RelayBatch {
+    frames: KVec<(Arc<Client>, Arc<Frame>)>,
+}
+
+impl RelayBatch {
+    /// An empty batch; its storage is allocated once, by the first push.
+    pub(crate) const fn new() -> Self {
+        Self { frames: KVec::new() }
+    }
+
+    /// Frames waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Adds a chat frame from `from`. A full batch goes out first; without memory for a batch,
+    /// the frame is relayed alone (after what came before it).
+    pub(crate) fn push(&mut self, registry: &Registry, from: &Arc<Client>, frame: Arc<Frame>) {
+        if self.frames.len() >= BATCH_FRAMES {
+            self.publish(registry);
+        }
+        if self.frames.len() == self.frames.capacity() {
+            let want = BATCH_FRAMES - self.frames.len();
+            if self.frames.reserve(want, GFP_KERNEL | __GFP_NOWARN).is_err() {
+                self.publish(registry);
+                registry.relay(from, &frame);
+                return;
+            }
+        }
+        if let Err(e) = self.frames.push_within_capacity((from.clone(), frame)) {
+            // Not reached: there is room. Relayed alone all the same.
+            let (from, frame) = e.0;
+            self.publish(registry);
+            registry.relay(&from, &frame);
+        }
+    }
+
+    /// Relays everything waiting (see [`Registry::publish`]) and empties the batch, keeping its
+    /// storage.
+    pub(crate) fn publish(&mut self, registry: &Registry) {
+        if !self.frames.is_empty() {
+            registry.publish(&self.frames);
+            self.frames.clear();
+        }
     }
 }
 

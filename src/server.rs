@@ -43,7 +43,10 @@ use crate::{
     log::RateLimit,
     net::IoVecs,
     params::Params,
-    registry::Registry,
+    registry::{
+        RelayBatch,
+        Registry, //
+    },
     throttle::Rate,
     wq::{
         flush_delayed,
@@ -77,9 +80,11 @@ const READ_DELIVERIES_PER_CLIENT: u64 = 64;
 /// added while the work's timer is set for later waits at most this much too long.
 const THROTTLE_TICK_MS: u32 = 10;
 
-/// What a shard loop works with, kept from run to run: its receive buffer and its send table.
+/// What a shard loop works with, kept from run to run: its receive buffer, its relay batch
+/// and its send table.
 struct Scratch {
     buf: KVVec<u8>,
+    batch: RelayBatch,
     iov: IoVecs,
 }
 
@@ -193,6 +198,7 @@ impl Server {
                         Scratch {
                             // Allocated on first use, by the loop.
                             buf: KVVec::new(),
+                            batch: RelayBatch::new(),
                             iov: IoVecs::small(),
                         },
                         "Server::scratch"
@@ -290,7 +296,7 @@ impl Server {
         // The loop's buffers, allocated by its first run and kept; under memory pressure, small
         // ones (slower, but the chat goes on).
         let mut scratch = this.scratch[shard].lock();
-        let Scratch { buf, iov } = &mut *scratch;
+        let Scratch { buf, batch, iov } = &mut *scratch;
         if buf.is_empty() {
             if let Ok(b) = KVVec::from_elem(0u8, RX_CHUNK, GFP_KERNEL | __GFP_NOWARN) {
                 *buf = b;
@@ -308,8 +314,10 @@ impl Server {
             let clients = this.registry.stats.clients_now.load(Relaxed);
             let budget = READ_DELIVERIES.max(clients.saturating_mul(READ_DELIVERIES_PER_CLIENT));
             for _ in 0..READ_BATCH {
-                // Both shards count here: the budget is shared, which is as well.
-                if relayed.load(Relaxed).wrapping_sub(start) >= budget {
+                // Both shards count here: the budget is shared, which is as well. What the
+                // batch holds counts as delivered to everyone else.
+                let waiting = (batch.len() as u64).saturating_mul(clients.saturating_sub(1));
+                if relayed.load(Relaxed).wrapping_sub(start) + waiting >= budget {
                     break;
                 }
                 let Some(entry) = this.ready[shard].lock().pop_front() else {
@@ -317,8 +325,9 @@ impl Server {
                 };
                 idle = false;
                 // Off the list first: news that arrives while it is read marks it again.
-                Client::on_ready(&entry.into_arc(), buf);
+                Client::on_ready(&entry.into_arc(), buf, batch);
             }
+            batch.publish(&this.registry);
             loop {
                 // Not `while let`: its scrutinee's lock guard would live through the body.
                 let Some(entry) = this.dirty[shard].lock().pop_front() else {

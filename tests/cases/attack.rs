@@ -3,7 +3,6 @@
 //! and fault injection.
 
 use std::{
-    collections::HashMap,
     io::{Read, Write},
     net::TcpStream,
     os::fd::AsRawFd,
@@ -325,41 +324,41 @@ impl FaultInjection {
     /// Fails `percent` % of kchat's allocations from now on.
     pub fn start(percent: u32) -> Result<Self, String> {
         let (lo, hi) = module_text()?;
-        let dirs = vec![
+        // Disarmed on drop, also when setting up fails half way.
+        let mut armed = Self { dirs: Vec::new() };
+        for d in [
             "/sys/kernel/debug/failslab",
             "/sys/kernel/debug/fail_page_alloc",
-        ];
-        for d in &dirs {
+        ] {
             ensure!(
                 std::path::Path::new(d).exists(),
                 "{d} missing: fault injection is not configured"
             );
-            let settings: HashMap<&str, String> = [
-                ("probability", percent.to_string()),
-                ("interval", "1".into()),
-                ("times", "-1".into()),
-                ("space", "0".into()),
-                ("verbose", "0".into()),
+            armed.dirs.push(d);
+            // In this order: the filters first, the probability last. Set the other way round,
+            // the writes themselves would fail, and so would every allocation in the guest.
+            let settings = [
+                ("probability", "0".to_string()),
                 ("task-filter", "N".into()),
-                ("ignore-gfp-wait", "N".into()),
                 ("require-start", lo.to_string()),
                 ("require-end", hi.to_string()),
                 ("stacktrace-depth", "32".into()),
-            ]
-            .into_iter()
-            .collect();
+                ("ignore-gfp-wait", "N".into()),
+                ("min-order", "0".into()),
+                ("space", "0".into()),
+                ("verbose", "0".into()),
+                ("interval", "1".into()),
+                ("times", "-1".into()),
+                ("probability", percent.to_string()),
+            ];
             for (k, v) in &settings {
                 let p = format!("{d}/{k}");
                 if std::path::Path::new(&p).exists() {
                     std::fs::write(&p, v).ctx(&format!("write {p}"))?;
                 }
             }
-            let min_order = format!("{d}/min-order");
-            if std::path::Path::new(&min_order).exists() {
-                std::fs::write(&min_order, "0").ctx("min-order")?;
-            }
         }
-        Ok(Self { dirs })
+        Ok(armed)
     }
 }
 

@@ -172,15 +172,35 @@ fn profile_script() -> String {
         .iter()
         .find(|s| s.name == "fanout-1000")
         .map_or("", |s| s.args);
-    format!(
-        "echo '# bench: profiling kchat in fanout-1000'\n\
-         insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 max_clients=20000 trace=0\n\
-         listening 10106 && perf record -q -a -F 997 -o /tmp/perf.data -- \
-         kchat-bench --quiet --server kchat --scenario profile {args} > /dev/null 2>&1\n\
-         perf report -q -i /tmp/perf.data --stdio --no-children --sort symbol --percent-limit 0.5 2>/dev/null \
-         | grep -v '^$' | head -70 | sed 's/^/# perf /'\n\
-         rmmod kchat\n"
-    )
+    let mut s = String::new();
+    for (label, start, stop) in [
+        (
+            "kchat",
+            "insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 max_clients=20000 trace=0",
+            "rmmod kchat",
+        ),
+        (
+            "ref-epoll-t1",
+            "kchat-ref epoll --notices 0 --max-msg-rate 0 --max-clients 20000 --threads 1 > /dev/null &",
+            "kill $! ; wait $! 2>/dev/null",
+        ),
+    ] {
+        // Per process (the generator, kchat's kworkers, the reference server, softirq
+        // threads), then per symbol: the host's report groups the symbols (see README).
+        let _ = write!(
+            s,
+            "echo '# bench: profiling {label} in fanout-1000'\n\
+             {start}\n\
+             listening 10106 && perf record -q -a -F 997 -o /tmp/perf.data -- \
+             kchat-bench --quiet --server {label} --scenario profile {args} > /dev/null 2>&1\n\
+             perf report -q -i /tmp/perf.data --stdio --no-children --sort comm --percent-limit 0.5 2>/dev/null \
+             | grep -v '^$' | sed 's/^/# perf {label} comm /'\n\
+             perf report -q -i /tmp/perf.data --stdio --no-children --sort symbol --percent-limit 0.05 2>/dev/null \
+             | grep -v '^$' | sed 's/^/# perf {label} sym /'\n\
+             {stop}\n"
+        );
+    }
+    s
 }
 
 /// Extra guest binaries for `KCHAT_BENCH_PROFILE`.
