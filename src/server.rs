@@ -389,8 +389,8 @@ impl Server {
         // client (and through it, this server) alive.
         for shard in 0..SHARDS {
             // Taken out under the lock, dropped after it: dropping a client may sleep.
-            let ready = core::mem::replace(&mut *self.ready[shard].lock(), List::new());
-            let dirty = core::mem::replace(&mut *self.dirty[shard].lock(), List::new());
+            let ready = core::mem::take(&mut *self.ready[shard].lock());
+            let dirty = core::mem::take(&mut *self.dirty[shard].lock());
             drop((ready, dirty));
         }
         // The last references to the clients go here, releasing their sockets.
