@@ -125,6 +125,7 @@ fn begin_pinging(
 ) -> Result<(Honest, Memory), String> {
     start(params)?;
     let base = Memory::now()?;
+    NET_BASE.with(|b| b.set(net_counters()));
     let honest = Honest::start(interval, scale.latency_bound)?;
     wait_clients(2, STEP)?;
     Ok((honest, base))
@@ -137,11 +138,47 @@ fn finish(scale: &Scale, honest: Honest, base: Memory, what: &str) -> CaseResult
     let report = honest.stop(scale.latency_bound)?;
     wait_clients(0, STEP)?;
     let after = base.expect_back(SLAB_TOLERANCE_KIB)?;
+    let (retrans, drops) = net_counters();
+    let (retrans0, drops0) = NET_BASE.with(|b| b.get());
     println!(
-        "# {what} ({}): {} honest pings, worst {:?}; memory {after:?} vs {base:?}",
-        scale.name, report.pings, report.max_latency
+        "# {what} ({}): {} honest pings, worst {:?}; memory {after:?} vs {base:?}; \
+         loopback: {} packets dropped from full backlogs, {} TCP segments retransmitted",
+        scale.name,
+        report.pings,
+        report.max_latency,
+        drops - drops0,
+        retrans - retrans0
     );
     Ok(())
+}
+
+thread_local! {
+    /// [`net_counters`] when the case began.
+    static NET_BASE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// The guest's TCP retransmitted segments (/proc/net/snmp) and packets dropped because a
+/// CPU's input backlog was full (/proc/net/softnet_stat, second column): when an honest ping
+/// is late by seconds, these say whether loopback dropped it and TCP's backoff resent it.
+fn net_counters() -> (u64, u64) {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let retrans = match (tcp.next(), tcp.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "RetransSegs")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    let drops = softnet
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| u64::from_str_radix(v, 16).ok())
+        .sum();
+    (retrans, drops)
 }
 
 /// Many attackers at once, each a seeded random mix of: valid frames of random length and
