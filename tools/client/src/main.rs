@@ -18,7 +18,10 @@ use std::{
     io::{self, BufRead, IsTerminal, Read, Write},
     net::{Shutdown, TcpStream},
     process::exit,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -172,6 +175,9 @@ fn interactive(mut stream: TcpStream, o: &Options) {
         let why = receive(reader, |line| {
             let _ = printer.print(line);
         });
+        if LEAVING.load(Ordering::SeqCst) {
+            return;
+        }
         let _ = printer.print(format!("* disconnected: {why}"));
         // The editor prints within 100 ms and is blocked reading the terminal: put the
         // terminal back as we found it before leaving from this thread.
@@ -194,8 +200,13 @@ fn interactive(mut stream: TcpStream, o: &Options) {
             exit(1);
         }
     }
+    LEAVING.store(true, Ordering::SeqCst);
     let _ = stream.shutdown(Shutdown::Both);
 }
+
+/// Set when the user leaves: the connection's end is then ours, not news for the reader thread
+/// (which would otherwise report it and exit with status 1 before the main thread exits 0).
+static LEAVING: AtomicBool = AtomicBool::new(false);
 
 /// Scripted mode: lines in, frames out, one per line.
 fn scripted(mut stream: TcpStream, o: &Options) {
@@ -209,6 +220,9 @@ fn scripted(mut stream: TcpStream, o: &Options) {
             let _ = out.flush();
             *seen.lock().unwrap() = Instant::now();
         });
+        if LEAVING.load(Ordering::SeqCst) {
+            return;
+        }
         eprintln!("kchat: {why}");
         exit(1);
     });
@@ -236,6 +250,7 @@ fn scripted(mut stream: TcpStream, o: &Options) {
         }
         thread::sleep(o.linger - quiet);
     }
+    LEAVING.store(true, Ordering::SeqCst);
     let _ = stream.shutdown(Shutdown::Both);
 }
 
