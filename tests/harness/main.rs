@@ -215,14 +215,77 @@ setsid cttyhack sh -l
     }
 }
 
+/// Where a batch run's serial ports go: the console, the guest's output, its kernel log.
+struct RunFiles {
+    console: PathBuf,
+    output: PathBuf,
+    kmsg: PathBuf,
+}
+
+impl RunFiles {
+    /// The files under `out`, emptied of any earlier run.
+    fn fresh(out: &Path) -> Self {
+        let files = Self {
+            console: out.join("console.log"),
+            output: out.join("output.log"),
+            kmsg: out.join("kmsg.log"),
+        };
+        for f in [&files.console, &files.output, &files.kmsg] {
+            let _ = fs::remove_file(f);
+        }
+        files
+    }
+}
+
+/// Boots `initrd` with its serial ports in `files` and, unless `host_port` is 0, that host
+/// port forwarded to the guest's 10106; follows the guest's output, running the host steps it
+/// asks for, until QEMU exits or the time runs out. `None` if QEMU could not be started.
+fn boot(
+    o: &Options,
+    initrd: &Path,
+    files: &RunFiles,
+    host_port: u16,
+    what: &str,
+) -> Option<(Option<ExitStatus>, Vec<String>, HostSteps)> {
+    let guest = Guest {
+        kernel: &o.kernel,
+        initrd,
+        cpus: o.cpus,
+        memory_mib: o.memory_mib,
+        append: String::new(),
+        serial: Serial::Files {
+            console: files.console.clone(),
+            output: files.output.clone(),
+            kmsg: files.kmsg.clone(),
+        },
+        forwards: if host_port != 0 {
+            vec![(host_port, 10106)]
+        } else {
+            vec![]
+        },
+    };
+    eprintln!(
+        "kchat-vm: booting the {what}; output in {}",
+        o.out.display()
+    );
+    let child = match guest.command().spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
+            return None;
+        }
+    };
+    let steps = HostSteps {
+        kchat: o.bin_dir.join("kchat"),
+        port: host_port,
+        running: Vec::new(),
+    };
+    Some(follow(child, &files.output, o.timeout, steps))
+}
+
 /// `make bench`: every scenario against every server in one guest, then the outputs.
 fn run_bench(o: &Options) -> i32 {
-    let output = o.out.join("output.log");
-    let console = o.out.join("console.log");
-    let kmsg = o.out.join("kmsg.log");
-    for f in [&output, &console, &kmsg] {
-        let _ = fs::remove_file(f);
-    }
+    let files = RunFiles::fresh(&o.out);
     let redis = PathBuf::from("/usr/bin/redis-server");
     let mut extra = vec![redis];
     extra.extend(bench::profile_binaries());
@@ -238,36 +301,15 @@ fn run_bench(o: &Options) -> i32 {
         )
     );
     let initrd = build_image_with(o, script, extra);
-    let guest = Guest {
-        kernel: &o.kernel,
-        initrd: &initrd,
-        cpus: o.cpus,
-        memory_mib: o.memory_mib,
-        append: String::new(),
-        serial: Serial::Files {
-            console: console.clone(),
-            output: output.clone(),
-            kmsg: kmsg.clone(),
-        },
-        forwards: Vec::new(),
+    let Some((status, lines, _)) = boot(
+        o,
+        &initrd,
+        &files,
+        0,
+        "bench guest (production-like kernel)",
+    ) else {
+        return 1;
     };
-    eprintln!(
-        "kchat-vm: booting the bench guest (production-like kernel); output in {}",
-        o.out.display()
-    );
-    let child = match guest.command().spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
-            return 1;
-        }
-    };
-    let steps = HostSteps {
-        kchat: o.bin_dir.join("kchat"),
-        port: 0,
-        running: Vec::new(),
-    };
-    let (status, lines, _) = follow(child, &output, o.timeout, steps);
     let mut records = Vec::new();
     let mut env = Vec::new();
     let mut problems = Vec::new();
@@ -303,7 +345,7 @@ fn run_bench(o: &Options) -> i32 {
     let _ = fs::write(o.out.join("env.txt"), env.join("\n"));
     let published = bench::publish(records);
     let dir = PathBuf::from("target/bench");
-    let logs = check_logs(&kmsg, &console);
+    let logs = check_logs(&files.kmsg, &files.console);
     match bench::write_outputs(&dir, &published, &env, &o.bin_dir.join("kchat-bench")) {
         Ok(table) => println!("\n{table}"),
         Err(e) => problems.push(e),
@@ -348,12 +390,7 @@ struct Outcome {
 
 /// `make test` / `make stress`: the guest suite in one boot, then the log checks.
 fn run_suite(o: &Options) -> i32 {
-    let console = o.out.join("console.log");
-    let output = o.out.join("output.log");
-    let kmsg = o.out.join("kmsg.log");
-    for f in [&console, &output, &kmsg] {
-        let _ = fs::remove_file(f);
-    }
+    let files = RunFiles::fresh(&o.out);
     let suite = if o.mode == "stress" { "stress" } else { "test" };
     // Each argument single-quoted for the guest's shell.
     let guest_args: Vec<String> = o
@@ -375,41 +412,12 @@ wait $kp
     );
     let initrd = build_image(o, script);
     let host_port = qemu::free_port().unwrap_or(0);
-    let guest = Guest {
-        kernel: &o.kernel,
-        initrd: &initrd,
-        cpus: o.cpus,
-        memory_mib: o.memory_mib,
-        append: String::new(),
-        serial: Serial::Files {
-            console: console.clone(),
-            output: output.clone(),
-            kmsg: kmsg.clone(),
-        },
-        forwards: if host_port != 0 {
-            vec![(host_port, 10106)]
-        } else {
-            vec![]
-        },
-    };
     let started = Instant::now();
-    eprintln!(
-        "kchat-vm: booting the {suite} guest; output in {}",
-        o.out.display()
-    );
-    let child = match guest.command().spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kchat-vm: cannot start qemu-system-x86_64: {e}");
-            return 1;
-        }
+    let Some((status, guest_lines, steps)) =
+        boot(o, &initrd, &files, host_port, &format!("{suite} guest"))
+    else {
+        return 1;
     };
-    let steps = HostSteps {
-        kchat: o.bin_dir.join("kchat"),
-        port: host_port,
-        running: Vec::new(),
-    };
-    let (status, guest_lines, steps) = follow(child, &output, o.timeout, steps);
     let elapsed = started.elapsed();
 
     let mut outcomes = Vec::new();
@@ -432,17 +440,17 @@ wait $kp
             Some(s) if exit_seen => format!("in {:.0} s, qemu {s}", elapsed.as_secs_f64()),
             Some(s) => format!(
                 "guest died before the suite ended (qemu {s}); see {}",
-                console.display()
+                files.console.display()
             ),
             None => format!(
                 "timed out after {} s; see {}",
                 o.timeout.as_secs(),
-                console.display()
+                files.console.display()
             ),
         },
     });
     outcomes.extend(steps.finish());
-    outcomes.extend(check_logs(&kmsg, &console));
+    outcomes.extend(check_logs(&files.kmsg, &files.console));
     if let Some(log) = &o.host_test_log {
         outcomes.extend(host_tests(log));
     }
