@@ -368,7 +368,10 @@ impl Client {
     /// Queues, in order, every frame of a relay batch that this client did not send itself,
     /// under one lock; returns how many frames it took and their bytes. Limits as
     /// [`Client::enqueue`]: on a slow consumer the frames after the limit are not queued.
-    pub(crate) fn enqueue_batch(this: &Arc<Self>, batch: &[(Arc<Client>, Arc<Frame>)]) -> (u64, u64) {
+    pub(crate) fn enqueue_batch(
+        this: &Arc<Self>,
+        batch: &[(Arc<Client>, Arc<Frame>)],
+    ) -> (u64, u64) {
         let others = batch
             .iter()
             .filter(|(from, _)| !Arc::ptr_eq(from, this))

@@ -6,7 +6,9 @@
 use kernel::{
     list::{
         List,
-        ListArc, //
+        ListArc,
+        ListItem,
+        TryNewListArc, //
     },
     new_delayed_work, new_mutex, new_spinlock_irq, new_work,
     prelude::*,
@@ -44,8 +46,8 @@ use crate::{
     net::IoVecs,
     params::Params,
     registry::{
-        RelayBatch,
         Registry, //
+        RelayBatch,
     },
     throttle::Rate,
     wq::{
@@ -250,32 +252,30 @@ impl Server {
     /// Puts `client` on its shard's ready list (read it, or tear it down), unless it is on it
     /// already. Callable from any context, socket callbacks included.
     pub(crate) fn mark_ready(&self, client: ArcBorrow<'_, Client>) {
-        let shard = Self::shard(&client);
-        // The tracker admits one list entry per client: a client already waiting is not
-        // added twice.
-        let Some(entry) = ListArc::<Client, READY>::try_from_arc_borrow(client) else {
-            return;
-        };
-        let was_empty = {
-            let mut list = self.ready[shard].lock();
-            let was_empty = list.is_empty();
-            list.push_back(entry);
-            was_empty
-        };
-        if was_empty {
-            Self::wake(client.server(), shard);
-        }
+        Self::enlist(&self.ready, client);
     }
 
     /// Puts `client` on its shard's dirty list (send what is queued for it), unless it is on
     /// it already. Callable from any context, `sk_write_space` included.
     pub(crate) fn mark_dirty(&self, client: ArcBorrow<'_, Client>) {
+        Self::enlist(&self.dirty, client);
+    }
+
+    /// Appends `client` to its shard's list among `lists` and wakes the shard's loop if the
+    /// list was empty. The tracker admits one entry per client and list: a client already
+    /// waiting is not added twice.
+    fn enlist<const ID: u64>(
+        lists: &[SpinLockIrq<List<Client, ID>>; SHARDS],
+        client: ArcBorrow<'_, Client>,
+    ) where
+        Client: ListItem<ID> + TryNewListArc<ID>,
+    {
         let shard = Self::shard(&client);
-        let Some(entry) = ListArc::<Client, DIRTY>::try_from_arc_borrow(client) else {
+        let Some(entry) = ListArc::<Client, ID>::try_from_arc_borrow(client) else {
             return;
         };
         let was_empty = {
-            let mut list = self.dirty[shard].lock();
+            let mut list = lists[shard].lock();
             let was_empty = list.is_empty();
             list.push_back(entry);
             was_empty
