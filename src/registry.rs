@@ -162,14 +162,6 @@ impl Registry {
         }
     }
 
-    /// Relays a chat frame from `from` to its recipients.
-    pub(crate) fn relay(&self, from: &Arc<Client>, frame: &Arc<Frame>) {
-        let inner = self.inner.lock();
-        let n = Self::send_locked(&inner.clients, Some(from), frame);
-        drop(inner);
-        self.stats.relayed(n, frame.len());
-    }
-
     /// Relays a batch of chat frames, each to every client but its sender, in order: one walk
     /// of the list and one send-queue lock per recipient for the whole batch.
     pub(crate) fn publish(&self, batch: &[(Arc<Client>, Arc<Frame>)]) {
@@ -181,8 +173,7 @@ impl Registry {
             bytes += b;
         }
         drop(inner);
-        self.stats.relayed_msgs.add(n, Relaxed);
-        self.stats.relayed_bytes.add(bytes, Relaxed);
+        self.stats.relayed(n, bytes);
     }
 
     /// Sets `client`'s nick if it is valid and no other client has it; returns the old label,
@@ -275,7 +266,9 @@ pub(crate) struct RelayBatch {
 impl RelayBatch {
     /// An empty batch; its storage is allocated once, by the first push.
     pub(crate) const fn new() -> Self {
-        Self { frames: KVec::new() }
+        Self {
+            frames: KVec::new(),
+        }
     }
 
     /// Frames waiting.
@@ -286,22 +279,26 @@ impl RelayBatch {
     /// Adds a chat frame from `from`. A full batch goes out first; without memory for a batch,
     /// the frame is relayed alone (after what came before it).
     pub(crate) fn push(&mut self, registry: &Registry, from: &Arc<Client>, frame: Arc<Frame>) {
+        let entry = (from.clone(), frame);
         if self.frames.len() >= BATCH_FRAMES {
             self.publish(registry);
         }
         if self.frames.len() == self.frames.capacity() {
             let want = BATCH_FRAMES - self.frames.len();
-            if self.frames.reserve(want, GFP_KERNEL | __GFP_NOWARN).is_err() {
+            if self
+                .frames
+                .reserve(want, GFP_KERNEL | __GFP_NOWARN)
+                .is_err()
+            {
                 self.publish(registry);
-                registry.relay(from, &frame);
+                registry.publish(core::slice::from_ref(&entry));
                 return;
             }
         }
-        if let Err(e) = self.frames.push_within_capacity((from.clone(), frame)) {
+        if let Err(e) = self.frames.push_within_capacity(entry) {
             // Not reached: there is room. Relayed alone all the same.
-            let (from, frame) = e.0;
             self.publish(registry);
-            registry.relay(&from, &frame);
+            registry.publish(core::slice::from_ref(&e.0));
         }
     }
 

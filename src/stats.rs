@@ -68,10 +68,10 @@ impl Stats {
         }
     }
 
-    /// A chat frame of `len` bytes went to `recipients` clients.
-    pub(crate) fn relayed(&self, recipients: u64, len: usize) {
-        self.relayed_msgs.add(recipients, Relaxed);
-        self.relayed_bytes.add(recipients * len as u64, Relaxed);
+    /// Chat frames were queued `deliveries` times (one frame to one recipient), `bytes` in all.
+    pub(crate) fn relayed(&self, deliveries: u64, bytes: u64) {
+        self.relayed_msgs.add(deliveries, Relaxed);
+        self.relayed_bytes.add(bytes, Relaxed);
     }
 }
 
