@@ -85,10 +85,9 @@ fn against_references() -> CaseResult {
         ("ref-epoll-t2", &["epoll", "--threads", "2"][..]),
         ("ref-uring", &["uring"][..]),
     ] {
-        let mut server = RefServer::start(args)?;
-        let result = run_all(label);
-        server.stop();
-        result?;
+        // Stopped when dropped, whatever the result.
+        let _server = RefServer::start(args)?;
+        run_all(label)?;
     }
     Ok(())
 }
@@ -192,26 +191,21 @@ impl RefServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting kchat-ref {args:?}: {e}"))?;
-        let mut server = RefServer(child);
+        let server = RefServer(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", PORT)).is_err() {
             if Instant::now() > deadline {
-                server.stop();
                 return Err(format!("kchat-ref {args:?} does not listen on {PORT}"));
             }
             thread::sleep(Duration::from_millis(50));
         }
         Ok(server)
     }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl Drop for RefServer {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
