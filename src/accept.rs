@@ -24,19 +24,22 @@ use kernel::{
 };
 
 use crate::{
+    chat::AddError,
     client::Client,
+    label::Label,
     log::{
         kchat_log,
         TRACE_CONNECTIONS,
         TRACE_ERRORS, //
     },
     net::{
+        PeerAddr,
         Role,
         Socket,
         SocketEvents, //
     },
-    registry::AddError,
     server::Server,
+    wq, //
 };
 
 /// Connections one accept work run admits before it requeues itself, so that a connection
@@ -113,7 +116,7 @@ fn admit(server: &Arc<Server>, sock: Socket) {
         // Gone already (reset in the backlog): nothing to admit.
         return;
     };
-    if server.registry.len() >= server.params.max_clients as usize {
+    if server.core.len() >= server.params.max_clients as usize {
         refused(server, peer, "server full");
         let _ = sock.send(SERVER_FULL);
         sock.shutdown();
@@ -127,7 +130,7 @@ fn admit(server: &Arc<Server>, sock: Socket) {
             return;
         }
     };
-    match server.registry.add(&client) {
+    match server.core.add(&client, Label::from_addr(peer)) {
         Ok(()) => {}
         Err(AddError::Full) => {
             refused(server, peer, "server full");
@@ -151,9 +154,9 @@ fn admit(server: &Arc<Server>, sock: Socket) {
     Client::start(&client);
 }
 
-fn refused(server: &Server, peer: crate::net::SocketAddrV4, why: &str) {
+fn refused(server: &Server, peer: PeerAddr, why: &str) {
     if why == "server full" {
-        server.registry.stats.refused_full.add(1, Relaxed);
+        server.core.stats.refused_full.add(1, Relaxed);
     }
     kchat_log!(
         server,
@@ -165,13 +168,18 @@ fn refused(server: &Server, peer: crate::net::SocketAddrV4, why: &str) {
     );
 }
 
-/// The running listener, owned by the module. Dropping it stops listening.
-pub(crate) struct Listener(Arc<Acceptor>);
+/// The running listener, owned by the module. Dropping it stops listening and waits for the
+/// accept work, so that no client is admitted after it is gone.
+pub(crate) struct Listener {
+    acceptor: Arc<Acceptor>,
+    dual_stack: bool,
+}
 
 impl Listener {
-    /// Listens on 0.0.0.0:`port` and starts accepting.
+    /// Listens on `port` (IPv6 and IPv4, or IPv4 alone where the kernel has no IPv6) and
+    /// starts accepting.
     pub(crate) fn start(server: &Arc<Server>) -> Result<Self> {
-        let sock = Socket::listen_tcp(server.params.port, server.params.backlog)?;
+        let (sock, dual_stack) = Socket::listen_tcp(server.params.port, server.params.backlog)?;
         let acceptor = Arc::pin_init(
             try_pin_init!(Acceptor {
                 server: server.clone(),
@@ -187,18 +195,30 @@ impl Listener {
             .map_err(|_| EBUSY)?;
         // Connections that completed before the callback was installed woke nobody.
         let _ = server.queue.enqueue(acceptor.clone());
-        Ok(Self(acceptor))
+        Ok(Self {
+            acceptor,
+            dual_stack,
+        })
+    }
+
+    /// Whether IPv4 and IPv6 clients are both accepted.
+    pub(crate) fn dual_stack(&self) -> bool {
+        self.dual_stack
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let acceptor = &self.0;
+        let acceptor = &self.acceptor;
         acceptor.stopped.store(true, Relaxed);
         // After this no callback can queue the accept work.
-        drop(acceptor.sock.detach::<Acceptor>());
-        // Closes the backlog; an accept work still queued fails and returns. The socket is
-        // released with the last reference, after that work has run.
+        drop(acceptor.sock.detach(acceptor));
+        // Closes the backlog; an accept work still queued fails and returns.
         acceptor.sock.shutdown();
+        // An accept work already running may be admitting a client: wait for it (as
+        // nvmet-tcp cancels its accept work after restoring the callbacks), so that every
+        // admitted client is in the chat before the unload closes it, and the acceptor's
+        // reference to the server is gone with the listener's.
+        wq::flush(&acceptor.work);
     }
 }

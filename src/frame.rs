@@ -21,7 +21,10 @@ use kernel::{
     },
 };
 
-use crate::proto::{Label, MAX_LABEL_LEN};
+use crate::label::{
+    Label,
+    MAX_LABEL_LEN, //
+};
 
 /// Length of the frame header.
 pub(crate) const HEADER_LEN: usize = 4;
@@ -219,16 +222,9 @@ impl Frame {
 
     /// A frame carrying server text (notices and errors), formatted from `args`.
     pub(crate) fn text(args: fmt::Arguments<'_>) -> Result<Self> {
-        let mut w = VecWriter(KVVec::new());
-        w.0.extend_with(HEADER_LEN, 0, GFP_KERNEL)?;
+        let mut w = TextFrame::new(usize::MAX)?;
         fmt::Write::write_fmt(&mut w, args).map_err(|_| ENOMEM)?;
-        let mut buf = w.0;
-        let len = u32::try_from(buf.len() - HEADER_LEN).map_err(|_| EMSGSIZE)?;
-        buf[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
-        Ok(Self {
-            buf: Buf::new(buf),
-            start: 0,
-        })
+        w.finish()
     }
 
     /// The frame as it goes on the wire.
@@ -242,14 +238,64 @@ impl Frame {
     }
 }
 
-/// `fmt::Write` into a vector, for [`Frame::text`].
-struct VecWriter(KVVec<u8>);
+/// A server text frame being written: at most `max` payload bytes are kept, and a text that
+/// did not fit ends in `...` (lists such as `/who` answers are cut this way).
+pub(crate) struct TextFrame {
+    /// The header's room, then the text.
+    buf: KVVec<u8>,
+    max: usize,
+    cut: bool,
+}
 
-impl fmt::Write for VecWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0
-            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+impl TextFrame {
+    /// An empty text of at most `max` bytes.
+    pub(crate) fn new(max: usize) -> Result<Self> {
+        let mut buf = KVVec::new();
+        buf.extend_with(HEADER_LEN, 0, GFP_KERNEL)?;
+        Ok(Self {
+            buf,
+            max,
+            cut: false,
+        })
+    }
+
+    /// Appends `bytes`, as much as fits.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> fmt::Result {
+        let room = self.max - (self.buf.len() - HEADER_LEN).min(self.max);
+        let take = bytes.len().min(room);
+        if take < bytes.len() {
+            self.cut = true;
+        }
+        self.buf
+            .extend_from_slice(&bytes[..take], GFP_KERNEL)
             .map_err(|_| fmt::Error)
+    }
+
+    /// Whether something did not fit.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut
+    }
+
+    /// The frame: the header is filled in, and a cut text ends in `...` within the limit.
+    pub(crate) fn finish(mut self) -> Result<Frame> {
+        if self.cut {
+            let keep = self.max.saturating_sub(3).min(self.buf.len() - HEADER_LEN);
+            self.buf.truncate(HEADER_LEN + keep);
+            self.buf
+                .extend_from_slice(&b"..."[..self.max.min(3)], GFP_KERNEL)?;
+        }
+        let len = u32::try_from(self.buf.len() - HEADER_LEN).map_err(|_| EMSGSIZE)?;
+        self.buf[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+        Ok(Frame {
+            buf: Buf::new(self.buf),
+            start: 0,
+        })
+    }
+}
+
+impl fmt::Write for TextFrame {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes())
     }
 }
 
@@ -353,6 +399,21 @@ mod tests {
         assert_eq!(f.len(), 11);
         let t = Frame::text(fmt!("* {} joined", "bob"))?;
         assert_eq!(t.as_bytes(), b"\x0c\x00\x00\x00* bob joined");
+        Ok(())
+    }
+
+    #[test]
+    fn text_frames_are_cut_with_dots() -> Result {
+        let mut w = TextFrame::new(10)?;
+        fmt::Write::write_str(&mut w, "* 3 online: a, b").map_err(|_| EINVAL)?;
+        let cut = w.is_cut();
+        assert!(cut);
+        let f = w.finish()?;
+        assert_eq!(f.as_bytes(), b"\x0a\x00\x00\x00* 3 onl...");
+        let mut w = TextFrame::new(10)?;
+        w.bytes(b"exactly 10").map_err(|_| EINVAL)?;
+        let f = w.finish()?;
+        assert_eq!(f.as_bytes(), b"\x0a\x00\x00\x00exactly 10");
         Ok(())
     }
 }

@@ -91,3 +91,15 @@ int kchat_sk_wmem_queued(struct sock *sk)
 {
 	return READ_ONCE(sk->sk_wmem_queued);
 }
+
+/*
+ * Sets IPV6_V6ONLY on an unbound AF_INET6 socket: off makes one listener
+ * take IPv4 clients too (as v4-mapped addresses), whatever the
+ * net.ipv6.bindv6only sysctl says. ip6_sock_set_v6only() can only turn it on.
+ */
+void kchat_sk_set_v6only(struct sock *sk, bool v6only)
+{
+	lock_sock(sk);
+	sk->sk_ipv6only = v6only;
+	release_sock(sk);
+}

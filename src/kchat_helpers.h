@@ -28,5 +28,6 @@ void kchat_sk_set_callbacks(struct sock *sk, const struct kchat_sk_callbacks *cb
 bool kchat_sk_is_listener(struct sock *sk);
 bool kchat_sk_stream_writeable(struct sock *sk);
 int kchat_sk_wmem_queued(struct sock *sk);
+void kchat_sk_set_v6only(struct sock *sk, bool v6only);
 
 #endif /* KCHAT_HELPERS_H */

@@ -9,15 +9,18 @@
 #![crate_name = "kchat"]
 
 mod accept;
+mod chat;
 mod client;
 mod debugfs;
 mod frame;
+mod frontend;
+mod label;
 mod log;
+mod native;
 mod net;
 mod params;
-mod proto;
-mod registry;
 mod server;
+mod shard;
 mod stats;
 mod throttle;
 mod txqueue;
@@ -44,40 +47,50 @@ module! {
     license: "GPL",
     params: {
         port: u16 {
-            default: 10106,
-            description: "TCP port to listen on, on 0.0.0.0 (default 10106, range 1..=65535)",
+            default: crate::params::PORT.default as u16,
+            description: "TCP port to listen on, IPv6 and IPv4 (default 10106, range 1..=65535)",
         },
         backlog: u32 {
-            default: 512,
+            default: crate::params::BACKLOG.default as u32,
             description: "listen() backlog (default 512, range 1..=65535)",
         },
         max_clients: u32 {
-            default: 10000,
+            default: crate::params::MAX_CLIENTS.default as u32,
             description: "connections beyond this get '! server full' and are closed \
                           (default 10000, range 1..=1000000)",
         },
         max_msg_len: u32 {
-            default: 4096,
+            default: crate::params::MAX_MSG_LEN.default as u32,
             description: "largest payload accepted, bytes (default 4096, range 1..=1048576)",
         },
         max_queue_bytes: u32 {
-            default: 262144,
+            default: crate::params::MAX_QUEUE_BYTES.default as u32,
             description: "bytes queued to one client before it is dropped as a slow consumer \
                           (default 262144, range 4096..=1073741824)",
         },
         max_msg_rate: u32 {
-            default: 1000,
+            default: crate::params::MAX_MSG_RATE.default as u32,
             description: "messages per second one client may send, 0 = unlimited \
                           (default 1000, range 0..=1000000)",
         },
         notices: bool {
-            default: true,
+            default: crate::params::NOTICES.default != 0,
             description: "send join/leave/nick notices (default true)",
         },
         trace: u8 {
-            default: 1,
+            default: crate::params::TRACE.default as u8,
             description: "kernel log verbosity: 0 errors, 1 connections, 2 every message \
                           (default 1, range 0..=2)",
+        },
+        history: u32 {
+            default: crate::params::HISTORY.default as u32,
+            description: "chat messages a room keeps and replays to a client entering it, \
+                          0 = off (default 20, range 0..=1000)",
+        },
+        max_rooms: u32 {
+            default: crate::params::MAX_ROOMS.default as u32,
+            description: "rooms that may exist at once, #lobby included \
+                          (default 1000, range 1..=100000)",
         },
     },
 }
@@ -93,18 +106,21 @@ fn read_params() -> Params {
         max_msg_rate: module_parameters::max_msg_rate.value(),
         notices: module_parameters::notices.value(),
         trace: module_parameters::trace.value(),
+        history: module_parameters::history.value(),
+        max_rooms: module_parameters::max_rooms.value(),
     }
 }
 
-/// The loaded module.
+/// The loaded module. Its fields are dropped in the order of the unload: the stats view
+/// first (no reader left), then the listener (nobody new arrives, no accept work left), then
+/// the server (every client disconnected, the workqueue drained and destroyed).
 struct KChat {
-    /// The stats view; removed first at unload, so no reader is left.
     stats_files: Option<StatsFiles>,
-    /// The listening socket; stopped second, so nobody new arrives.
     listener: Option<Listener>,
-    /// Everything else; shut down last (see [`Server`] for why its last reference must be
-    /// dropped here).
-    server: Arc<Server>,
+    /// Taken by the exit path, which must hold the last reference (see [`Server::shutdown`]).
+    server: Option<Arc<Server>>,
+    /// Where it listened, for the exit line.
+    addr: &'static str,
 }
 
 impl kernel::Module for KChat {
@@ -115,41 +131,61 @@ impl kernel::Module for KChat {
         let listener = match Listener::start(&server) {
             Ok(l) => l,
             Err(e) => {
-                pr_err!("cannot listen on 0.0.0.0:{}: {:?}\n", params.port, e);
-                server.shutdown();
+                pr_err!("cannot listen on port {}: {:?}\n", params.port, e);
+                Server::shutdown(server);
                 return Err(e);
             }
+        };
+        let addr = if listener.dual_stack() {
+            "[::]"
+        } else {
+            "0.0.0.0"
         };
         // The stats view is a convenience: kchat runs without it (no debugfs).
         let stats_files = StatsFiles::new(&server)
             .inspect_err(|e| pr_warn!("no stats view in debugfs: {:?}\n", e))
             .ok();
-        pr_info!("listening on 0.0.0.0:{} ({})\n", params.port, params);
+        pr_info!("listening on {}:{} ({})\n", addr, params.port, params);
         Ok(Self {
             stats_files,
             listener: Some(listener),
-            server,
+            server: Some(server),
+            addr,
         })
     }
 }
 
 impl Drop for KChat {
     fn drop(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
         // Stop the chat first: under a flood, the unload must not queue behind it.
-        self.server.begin_shutdown();
+        server.begin_shutdown();
         self.stats_files = None;
         self.listener = None;
-        self.server.shutdown();
-        let stats = &self.server.registry.stats;
-        pr_info!(
-            "stopped listening on 0.0.0.0:{}: {} clients served, {} messages relayed ({} bytes), \
-             {} frames rejected, {} slow consumers dropped\n",
-            self.server.params.port,
+        let stats = &server.core.stats;
+        let (served, msgs, bytes) = (
             stats.served.load(Relaxed),
             stats.relayed_msgs.load(Relaxed),
             stats.relayed_bytes.load(Relaxed),
+        );
+        let (rejected, slow) = (
             stats.frames_rejected.load(Relaxed),
-            stats.slow_consumers.load(Relaxed)
+            stats.slow_consumers.load(Relaxed),
+        );
+        let port = server.params.port;
+        Server::shutdown(server);
+        pr_info!(
+            "stopped listening on {}:{}: {} clients served, {} messages relayed ({} bytes), \
+             {} frames rejected, {} slow consumers dropped\n",
+            self.addr,
+            port,
+            served,
+            msgs,
+            bytes,
+            rejected,
+            slow
         );
     }
 }

@@ -7,7 +7,7 @@
 //! a count of the lines it held back, reported with the next line it lets through.
 
 use kernel::{
-    new_spinlock,
+    fmt, new_spinlock,
     prelude::*,
     sync::SpinLock,
     time::{
@@ -91,16 +91,47 @@ macro_rules! kchat_log {
                 if missed > 0 {
                     kernel::pr_info!("{} log lines suppressed (rate limit)\n", missed);
                 }
-                kernel::pr_info!($($arg)*);
+                if $level == $crate::log::TRACE_ERRORS {
+                    kernel::pr_err!($($arg)*);
+                } else {
+                    kernel::pr_info!($($arg)*);
+                }
             }
         }
     }};
 }
 pub(crate) use kchat_log;
 
+/// Most bytes of client text that one log line shows.
+pub(crate) const LOG_TEXT_MAX: usize = 80;
+
+/// Client text made safe for the kernel log: printable ASCII passes, everything else
+/// (control characters, newlines, bytes over 0x7e) and the backslash are shown as `\xNN` or
+/// `\\`, so a client cannot forge log lines; more than [`LOG_TEXT_MAX`] bytes are cut with a
+/// note of the full length.
+pub(crate) struct Escaped<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.0[..self.0.len().min(LOG_TEXT_MAX)];
+        for &c in shown {
+            match c {
+                b'\\' => f.write_str("\\\\")?,
+                0x20..=0x7e => fmt::Write::write_char(f, char::from(c))?,
+                _ => f.write_fmt(fmt!("\\x{c:02x}"))?,
+            }
+        }
+        if self.0.len() > LOG_TEXT_MAX {
+            f.write_fmt(fmt!("... ({} bytes)", self.0.len()))?;
+        }
+        Ok(())
+    }
+}
+
 #[kunit_tests(kchat_log)]
 mod tests {
     use super::*;
+    use kernel::str::CString;
 
     #[test]
     fn burst_then_suppress() -> Result {
@@ -112,6 +143,23 @@ mod tests {
             }
         }
         assert_eq!(allowed, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn escaping() -> Result {
+        let check = |input: &[u8], want: &[u8]| -> Result {
+            let s = CString::try_from_fmt(fmt!("{}", Escaped(input)))?;
+            let got = s.to_bytes();
+            assert_eq!(got, want);
+            Ok(())
+        };
+        check(b"hi there", b"hi there")?;
+        check(b"a\nb", b"a\\x0ab")?;
+        check(b"\x1b[31mred", b"\\x1b[31mred")?;
+        check(b"back\\slash", b"back\\\\slash")?;
+        check("caf\u{e9}".as_bytes(), b"caf\\xc3\\xa9")?;
+        check(&[b'y'; 100], b"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy... (100 bytes)")?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! 7.3 has no Rust socket abstraction (`rust/kernel/net` holds only `phy` and `netlink`), so
 //! this file wraps the few calls kchat needs: [`Socket::listen_tcp`], non-blocking
-//! [`Socket::accept`], [`Socket::recv`] and [`Socket::send_all`], [`Socket::shutdown`] and the
+//! [`Socket::accept`], [`Socket::recv`] and [`Socket::send_vectored`], [`Socket::shutdown`] and the
 //! peer address. The socket callbacks (`sk_data_ready` and friends) are in [`callbacks`].
 //!
 //! Every call here is non-blocking (`MSG_DONTWAIT`, `O_NONBLOCK`): kchat runs on a workqueue
@@ -20,7 +20,8 @@ use kernel::{
     bindings,
     error::to_result,
     fmt,
-    prelude::*, //
+    prelude::*,
+    sync::atomic::Atomic, //
 };
 
 use callbacks::Callbacks;
@@ -50,26 +51,123 @@ mod ffi {
         pub(super) fn kchat_sk_wmem_queued(sk: *mut sock) -> kernel::ffi::c_int;
         pub(super) fn sock_set_reuseaddr(sk: *mut sock);
         pub(super) fn tcp_sock_set_nodelay(sk: *mut sock);
+        pub(super) fn kchat_sk_set_v6only(sk: *mut sock, v6only: bool);
     }
 }
 
-/// An IPv4 address and port, as a client's default label shows it (`ip:port`).
+/// A peer's address and port, as a client's default label shows it: `A.B.C.D:PORT` for IPv4
+/// (also when it reached the dual-stack listener as a v4-mapped IPv6 address), `[ADDR]:PORT`
+/// for IPv6, in the RFC 5952 text form.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SocketAddrV4 {
-    /// Address octets in network order.
-    pub(crate) ip: [u8; 4],
-    /// Port in host order.
-    pub(crate) port: u16,
+pub(crate) enum PeerAddr {
+    /// Octets in network order, port in host order.
+    V4([u8; 4], u16),
+    /// The sixteen octets in network order, port in host order.
+    V6([u8; 16], u16),
 }
 
-impl fmt::Display for SocketAddrV4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d] = self.ip;
-        f.write_fmt(fmt!("{a}.{b}.{c}.{d}:{}", self.port))
+impl PeerAddr {
+    /// The address of an IPv6 peer, unmapping `::ffff:a.b.c.d`.
+    fn from_v6(ip: [u8; 16], port: u16) -> Self {
+        match ip {
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d] => Self::V4([a, b, c, d], port),
+            _ => Self::V6(ip, port),
+        }
     }
 }
 
-/// Room for the buffers of one [`Socket::send_all`]: one send carries as many frames as this
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::V4([a, b, c, d], port) => f.write_fmt(fmt!("{a}.{b}.{c}.{d}:{port}")),
+            Self::V6(ip, port) => {
+                let groups: [u16; 8] =
+                    core::array::from_fn(|i| u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]));
+                // RFC 5952: the longest run of two or more zero groups (the first of equals)
+                // becomes `::`.
+                let (mut best, mut best_len, mut run) = (8, 1, 0);
+                for (i, g) in groups.iter().enumerate() {
+                    run = if *g == 0 { run + 1 } else { 0 };
+                    if run > best_len {
+                        best_len = run;
+                        best = i + 1 - run;
+                    }
+                }
+                f.write_str("[")?;
+                let mut i = 0;
+                while i < 8 {
+                    if i == best {
+                        f.write_str("::")?;
+                        i += best_len;
+                        continue;
+                    }
+                    if i > 0 && i != best + best_len {
+                        f.write_str(":")?;
+                    }
+                    f.write_fmt(fmt!("{:x}", groups[i]))?;
+                    i += 1;
+                }
+                f.write_fmt(fmt!("]:{port}"))
+            }
+        }
+    }
+}
+
+/// Room for any socket address, as `struct sockaddr_storage`: the `sockaddr_in` and
+/// `sockaddr_in6` layouts of the UAPI (`linux/in.h`, `linux/in6.h`) are read and written here
+/// byte by byte, so no union of the bindings is touched.
+#[repr(C, align(8))]
+struct SockAddr {
+    bytes: [u8; 128],
+    /// Length of the address written, for `bind`.
+    len: i32,
+}
+
+impl SockAddr {
+    const EMPTY: Self = Self {
+        bytes: [0; 128],
+        len: 0,
+    };
+
+    /// The wildcard address of IPv6 (`[::]`, a `sockaddr_in6` of 28 bytes) or IPv4 (0.0.0.0,
+    /// a `sockaddr_in` of 16 bytes), with `port`.
+    fn any(v6: bool, port: u16) -> Self {
+        let mut a = Self::EMPTY;
+        let family = if v6 {
+            bindings::AF_INET6
+        } else {
+            bindings::AF_INET
+        };
+        // Address families are small numbers (2 and 10).
+        a.bytes[0..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        a.bytes[2..4].copy_from_slice(&port.to_be_bytes());
+        a.len = if v6 { 28 } else { 16 };
+        a
+    }
+
+    /// The address `getpeername` wrote: `sin_port`/`sin6_port` at offset 2, `sin_addr` at 4,
+    /// `sin6_addr` at 8.
+    fn peer(&self) -> Option<PeerAddr> {
+        let b = &self.bytes;
+        let family = u32::from(u16::from_ne_bytes([b[0], b[1]]));
+        let port = u16::from_be_bytes([b[2], b[3]]);
+        if family == bindings::AF_INET {
+            Some(PeerAddr::V4([b[4], b[5], b[6], b[7]], port))
+        } else if family == bindings::AF_INET6 {
+            let mut ip = [0; 16];
+            ip.copy_from_slice(&b[8..24]);
+            Some(PeerAddr::from_v6(ip, port))
+        } else {
+            None
+        }
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.bytes.as_mut_ptr()
+    }
+}
+
+/// Room for the buffers of one [`Socket::send_vectored`]: one send carries as many frames as this
 /// holds, so a shard loop keeps a large one ([`IoVecs::BATCH`] entries) for all its sends.
 pub(crate) struct IoVecs {
     /// The large table, or empty for a small one.
@@ -78,7 +176,7 @@ pub(crate) struct IoVecs {
     inline: [bindings::kvec; 4],
 }
 
-// SAFETY: The table's pointers are written and read only within one `Socket::send_all` call,
+// SAFETY: The table's pointers are written and read only within one `Socket::send_vectored` call,
 // which borrows what they point at for its duration; between calls they are stale and never
 // dereferenced, so moving the table to another thread shares nothing.
 unsafe impl Send for IoVecs {}
@@ -129,6 +227,8 @@ impl IoVecs {
 pub(crate) struct Socket {
     ptr: NonNull<bindings::socket>,
     defaults: Callbacks,
+    /// Whether an owner was ever attached (at most once per socket).
+    attached: Atomic<bool>,
 }
 
 // SAFETY: A `struct socket` may be used and released from any thread; the socket calls do their
@@ -146,18 +246,30 @@ impl Socket {
         unsafe { (*self.ptr.as_ptr()).sk }
     }
 
-    /// Creates a TCP socket listening on 0.0.0.0:`port` in the initial network namespace,
-    /// with `SO_REUSEADDR`.
-    pub(crate) fn listen_tcp(port: u16, backlog: u32) -> Result<Self> {
+    /// Creates a TCP socket listening on `port` in the initial network namespace, with
+    /// `SO_REUSEADDR`: on `[::]` taking IPv4 clients too (`IPV6_V6ONLY` off), or on 0.0.0.0
+    /// where the kernel has no IPv6. Returns the socket and whether it is dual-stack.
+    pub(crate) fn listen_tcp(port: u16, backlog: u32) -> Result<(Self, bool)> {
+        match Self::listen_family(bindings::AF_INET6, port, backlog) {
+            Ok(sock) => Ok((sock, true)),
+            Err(e) if e == EAFNOSUPPORT => Ok((
+                Self::listen_family(bindings::AF_INET, port, backlog)?,
+                false,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn listen_family(family: u32, port: u16, backlog: u32) -> Result<Self> {
         let mut raw: *mut bindings::socket = core::ptr::null_mut();
         // The protocol constants are small positive values; the conversions cannot fail.
-        let family = i32::try_from(bindings::AF_INET).map_err(|_| EINVAL)?;
+        let domain = i32::try_from(family).map_err(|_| EINVAL)?;
         let kind = i32::try_from(bindings::sock_type_SOCK_STREAM).map_err(|_| EINVAL)?;
         let proto = i32::try_from(bindings::IPPROTO_TCP).map_err(|_| EINVAL)?;
         // SAFETY: `init_net` is the initial network namespace, which lives forever; `raw` is a
         // valid place for the result.
         to_result(unsafe {
-            bindings::sock_create_kern(&raw mut bindings::init_net, family, kind, proto, &mut raw)
+            bindings::sock_create_kern(&raw mut bindings::init_net, domain, kind, proto, &mut raw)
         })?;
         let ptr = NonNull::new(raw).ok_or(ENOMEM)?;
         // SAFETY: `sock_create_kern` succeeded, so `ptr` is a new socket with a valid `sk`,
@@ -165,23 +277,27 @@ impl Socket {
         let defaults = unsafe { Callbacks::read((*ptr.as_ptr()).sk) };
         // INVARIANT: The socket was just created and is owned here; `defaults` were read from
         // it before any change.
-        let sock = Self { ptr, defaults };
+        let sock = Self {
+            ptr,
+            defaults,
+            attached: Atomic::new(false),
+        };
 
         // SAFETY: `sk` is valid by the type invariant.
         unsafe { ffi::sock_set_reuseaddr(sock.sk()) };
-        let mut addr = bindings::sockaddr_in {
-            sin_family: u16::try_from(bindings::AF_INET).map_err(|_| EINVAL)?,
-            sin_port: port.to_be(),
-            ..Default::default()
-        };
-        let addr_len = i32::try_from(size_of::<bindings::sockaddr_in>()).map_err(|_| EINVAL)?;
-        // SAFETY: The socket is valid by the type invariant; `addr` is a valid `sockaddr_in`
-        // (INADDR_ANY, as zeroed) whose size is passed along.
+        let v6 = family == bindings::AF_INET6;
+        if v6 {
+            // SAFETY: `sk` is valid by the type invariant and an AF_INET6 socket, not yet bound.
+            unsafe { ffi::kchat_sk_set_v6only(sock.sk(), false) };
+        }
+        let mut addr = SockAddr::any(v6, port);
+        // SAFETY: The socket is valid by the type invariant; `addr` holds a valid `sockaddr_in`
+        // or `sockaddr_in6` (the wildcard address) of the socket's family, of the length passed.
         to_result(unsafe {
             bindings::kernel_bind(
                 sock.ptr.as_ptr(),
-                (&raw mut addr).cast::<bindings::sockaddr_unsized>(),
-                addr_len,
+                addr.as_mut_ptr().cast::<bindings::sockaddr_unsized>(),
+                addr.len,
             )
         })?;
         let backlog = i32::try_from(backlog).map_err(|_| EINVAL)?;
@@ -208,6 +324,7 @@ impl Socket {
         let sock = Self {
             ptr,
             defaults: self.defaults,
+            attached: Atomic::new(false),
         };
         sock.reset_callbacks();
         Ok(sock)
@@ -237,7 +354,7 @@ impl Socket {
     /// Returns the bytes sent, which may be fewer than given; `EAGAIN` if none fit. TCP then
     /// calls `sk_write_space` when room frees up. `MSG_NOSIGNAL`: a reset peer must not send
     /// SIGPIPE to the kworker.
-    pub(crate) fn send_all<'a>(
+    pub(crate) fn send_vectored<'a>(
         &self,
         iov: &mut IoVecs,
         bufs: impl Iterator<Item = &'a [u8]>,
@@ -270,9 +387,9 @@ impl Socket {
         usize::try_from(sent).map_err(|_| EINVAL)
     }
 
-    /// Sends `buf` if the socket takes it now; see [`Socket::send_all`].
+    /// Sends `buf` if the socket takes it now; see [`Socket::send_vectored`].
     pub(crate) fn send(&self, buf: &[u8]) -> Result<usize> {
-        self.send_all(&mut IoVecs::small(), core::iter::once(buf))
+        self.send_vectored(&mut IoVecs::small(), core::iter::once(buf))
     }
 
     /// Shuts down both directions; the peer sees end of stream. Errors (a socket that is
@@ -287,21 +404,18 @@ impl Socket {
     }
 
     /// The connected peer's address.
-    pub(crate) fn peer_addr(&self) -> Result<SocketAddrV4> {
-        let mut addr = bindings::sockaddr_in::default();
-        // SAFETY: The socket is valid by the type invariant; `addr` is large enough for an
-        // IPv4 address, the only family a socket accepted from an AF_INET listener has.
+    pub(crate) fn peer_addr(&self) -> Result<PeerAddr> {
+        let mut addr = SockAddr::EMPTY;
+        // SAFETY: The socket is valid by the type invariant; `addr` has room for any socket
+        // address (`sizeof(struct sockaddr_storage)`), which is what the call may write.
         let len = unsafe {
             bindings::kernel_getpeername(
                 self.ptr.as_ptr(),
-                (&raw mut addr).cast::<bindings::sockaddr>(),
+                addr.as_mut_ptr().cast::<bindings::sockaddr>(),
             )
         };
         to_result(len)?;
-        Ok(SocketAddrV4 {
-            ip: addr.sin_addr.s_addr.to_ne_bytes(),
-            port: u16::from_be(addr.sin_port),
-        })
+        addr.peer().ok_or(EAFNOSUPPORT)
     }
 
     /// Sets `TCP_NODELAY`: chat frames go out as soon as they are queued.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Module parameters: their allowed ranges and their validation at load time.
+//! Module parameters: one table of names, defaults and ranges, which the `module!`
+//! declaration (`src/kchat_main.rs`), the load-time validation and the tests all read.
 //!
 //! Rust-for-Linux 7.3 parameters are read once at load and are not visible in sysfs, so every
 //! value is checked here before anything is set up, and `insmod` fails with `-EINVAL` and a
@@ -11,13 +12,55 @@ use kernel::{
     prelude::*, //
 };
 
+/// One numeric parameter: its name, default and inclusive range.
+pub(crate) struct Spec {
+    pub(crate) name: &'static str,
+    pub(crate) default: u64,
+    pub(crate) min: u64,
+    pub(crate) max: u64,
+}
+
 /// Largest `max_msg_len` accepted: 1 MiB.
 pub(crate) const MAX_MSG_LEN_LIMIT: u32 = 1 << 20;
+
+macro_rules! specs {
+    ($($id:ident $name:literal: $default:expr, $min:expr, $max:expr;)*) => {
+        $(
+            pub(crate) const $id: Spec = Spec {
+                name: $name,
+                default: $default,
+                min: $min,
+                max: $max,
+            };
+        )*
+    };
+}
+
+specs! {
+    PORT "port": 10106, 1, 65535;
+    BACKLOG "backlog": 512, 1, 65535;
+    MAX_CLIENTS "max_clients": 10000, 1, 1_000_000;
+    MAX_MSG_LEN "max_msg_len": 4096, 1, MAX_MSG_LEN_LIMIT as u64;
+    MAX_QUEUE_BYTES "max_queue_bytes": 262_144, 4096, 1 << 30;
+    MAX_MSG_RATE "max_msg_rate": 1000, 0, 1_000_000;
+    NOTICES "notices": 1, 0, 1;
+    TRACE "trace": 1, 0, 2;
+    HISTORY "history": 20, 0, 1000;
+    MAX_ROOMS "max_rooms": 1000, 1, 100_000;
+}
+
+// Every default and maximum fits the parameter's type (`module!` takes the defaults with
+// `as`, which would truncate silently).
+const _: () = assert!(PORT.max <= u16::MAX as u64);
+const _: () = assert!(TRACE.max <= u8::MAX as u64);
+const _: () = assert!(MAX_QUEUE_BYTES.max <= u32::MAX as u64);
+const _: () = assert!(MAX_CLIENTS.max <= u32::MAX as u64);
+const _: () = assert!(MAX_ROOMS.max <= u32::MAX as u64);
 
 /// The values in force, read once from the module parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
-    /// TCP port to listen on, on 0.0.0.0.
+    /// TCP port to listen on (IPv6 and IPv4).
     pub(crate) port: u16,
     /// Backlog passed to `listen`.
     pub(crate) backlog: u32,
@@ -33,70 +76,34 @@ pub(crate) struct Params {
     pub(crate) notices: bool,
     /// Kernel log verbosity: 0 errors, 1 connections, 2 every message.
     pub(crate) trace: u8,
-}
-
-/// An inclusive range one numeric parameter must lie in.
-struct Range {
-    name: &'static str,
-    value: u64,
-    min: u64,
-    max: u64,
+    /// Chat messages a room keeps and replays to a client entering it; 0 = off.
+    pub(crate) history: u32,
+    /// Rooms that may exist at once, `#lobby` included.
+    pub(crate) max_rooms: u32,
 }
 
 impl Params {
-    /// The ranges of the numeric parameters, for validation and for the tests.
-    fn ranges(&self) -> [Range; 7] {
+    /// Every numeric parameter with its value.
+    fn values(&self) -> [(&'static Spec, u64); 10] {
         [
-            Range {
-                name: "port",
-                value: self.port.into(),
-                min: 1,
-                max: u16::MAX.into(),
-            },
-            Range {
-                name: "backlog",
-                value: self.backlog.into(),
-                min: 1,
-                max: 65535,
-            },
-            Range {
-                name: "max_clients",
-                value: self.max_clients.into(),
-                min: 1,
-                max: 1_000_000,
-            },
-            Range {
-                name: "max_msg_len",
-                value: self.max_msg_len.into(),
-                min: 1,
-                max: MAX_MSG_LEN_LIMIT.into(),
-            },
-            Range {
-                name: "max_queue_bytes",
-                value: self.max_queue_bytes.into(),
-                min: 4096,
-                max: 1 << 30,
-            },
-            Range {
-                name: "max_msg_rate",
-                value: self.max_msg_rate.into(),
-                min: 0,
-                max: 1_000_000,
-            },
-            Range {
-                name: "trace",
-                value: self.trace.into(),
-                min: 0,
-                max: 2,
-            },
+            (&PORT, self.port.into()),
+            (&BACKLOG, self.backlog.into()),
+            (&MAX_CLIENTS, self.max_clients.into()),
+            (&MAX_MSG_LEN, self.max_msg_len.into()),
+            (&MAX_QUEUE_BYTES, self.max_queue_bytes.into()),
+            (&MAX_MSG_RATE, self.max_msg_rate.into()),
+            (&NOTICES, self.notices.into()),
+            (&TRACE, self.trace.into()),
+            (&HISTORY, self.history.into()),
+            (&MAX_ROOMS, self.max_rooms.into()),
         ]
     }
 
     /// The parameters whose value lies outside their range.
-    fn invalid(&self) -> impl Iterator<Item = Range> {
-        self.ranges()
+    fn invalid(&self) -> impl Iterator<Item = (&'static Spec, u64)> {
+        self.values()
             .into_iter()
-            .filter(|r| r.value < r.min || r.value > r.max)
+            .filter(|(s, v)| *v < s.min || *v > s.max)
     }
 
     /// Checks every parameter, logging each one out of range.
@@ -104,13 +111,13 @@ impl Params {
     /// Returns `EINVAL` if any is out of range, so that `insmod` fails.
     pub(crate) fn validate(&self) -> Result {
         let mut result = Ok(());
-        for r in self.invalid() {
+        for (s, v) in self.invalid() {
             pr_err!(
                 "invalid parameter {}={}: allowed range is {}..={}\n",
-                r.name,
-                r.value,
-                r.min,
-                r.max
+                s.name,
+                v,
+                s.min,
+                s.max
             );
             result = Err(EINVAL);
         }
@@ -120,18 +127,15 @@ impl Params {
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "backlog={} max_clients={} max_msg_len={} max_queue_bytes={} max_msg_rate={} \
-             notices={} trace={}",
-            self.backlog,
-            self.max_clients,
-            self.max_msg_len,
-            self.max_queue_bytes,
-            self.max_msg_rate,
-            u8::from(self.notices),
-            self.trace
-        )
+        let mut sep = "";
+        for (s, v) in self.values() {
+            // The port is in the start line's address already.
+            if s.name != PORT.name {
+                f.write_fmt(fmt!("{sep}{}={v}", s.name))?;
+                sep = " ";
+            }
+        }
+        Ok(())
     }
 }
 
@@ -139,16 +143,19 @@ impl fmt::Display for Params {
 mod tests {
     use super::*;
 
+    /// The defaults, from the table.
     fn defaults() -> Params {
         Params {
-            port: 10106,
-            backlog: 512,
-            max_clients: 10000,
-            max_msg_len: 4096,
-            max_queue_bytes: 262144,
-            max_msg_rate: 1000,
-            notices: true,
-            trace: 1,
+            port: PORT.default as u16,
+            backlog: BACKLOG.default as u32,
+            max_clients: MAX_CLIENTS.default as u32,
+            max_msg_len: MAX_MSG_LEN.default as u32,
+            max_queue_bytes: MAX_QUEUE_BYTES.default as u32,
+            max_msg_rate: MAX_MSG_RATE.default as u32,
+            notices: NOTICES.default != 0,
+            trace: TRACE.default as u8,
+            history: HISTORY.default as u32,
+            max_rooms: MAX_ROOMS.default as u32,
         }
     }
 
@@ -162,7 +169,7 @@ mod tests {
     #[test]
     fn boundaries() -> Result {
         type Change = fn(&mut Params);
-        let cases: [(Change, bool); 10] = [
+        let cases: [(Change, bool); 14] = [
             (|p| p.port = 0, false),
             (|p| p.port = 1, true),
             (|p| p.max_msg_len = 0, false),
@@ -173,6 +180,10 @@ mod tests {
             (|p| p.trace = 2, true),
             (|p| p.max_queue_bytes = 4095, false),
             (|p| p.max_msg_rate = 0, true),
+            (|p| p.history = 0, true),
+            (|p| p.history = 1001, false),
+            (|p| p.max_rooms = 0, false),
+            (|p| p.max_rooms = 100_000, true),
         ];
         for (change, valid) in cases {
             let mut p = defaults();

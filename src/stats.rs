@@ -14,11 +14,11 @@ use kernel::{
 /// Server-wide counters. Updated with relaxed atomics: each is exact, but a reader may see one
 /// a little ahead of another.
 pub(crate) struct Stats {
-    /// Clients connected now (changed under the registry lock).
+    /// Clients connected now (changed under the chat core's lock).
     pub(crate) clients_now: Atomic<u64>,
     /// Most clients connected at once.
     pub(crate) clients_peak: Atomic<u64>,
-    /// Connections accepted into the registry since load.
+    /// Connections accepted into the chat since load.
     pub(crate) served: Atomic<u64>,
     /// Chat messages delivered to a recipient's queue (one message to 5 others counts 5).
     pub(crate) relayed_msgs: Atomic<u64>,
@@ -38,6 +38,12 @@ pub(crate) struct Stats {
     pub(crate) sent_frames: Atomic<u64>,
     /// Calls to `kernel_recvmsg` that returned data.
     pub(crate) recvs: Atomic<u64>,
+    /// Rooms that exist now, `#lobby` included.
+    pub(crate) rooms_now: Atomic<u64>,
+    /// History messages replayed to clients entering a room.
+    pub(crate) history_replayed: Atomic<u64>,
+    /// Private messages delivered (`/msg`).
+    pub(crate) private_messages: Atomic<u64>,
 }
 
 impl Stats {
@@ -55,10 +61,13 @@ impl Stats {
             sends: Atomic::new(0),
             sent_frames: Atomic::new(0),
             recvs: Atomic::new(0),
+            rooms_now: Atomic::new(0),
+            history_replayed: Atomic::new(0),
+            private_messages: Atomic::new(0),
         }
     }
 
-    /// A client joined; `now` are connected including it. Called under the registry lock.
+    /// A client joined; `now` are connected including it. Called under the chat core's lock.
     pub(crate) fn joined(&self, now: usize) {
         let now = now as u64;
         self.served.add(1, Relaxed);
@@ -77,7 +86,7 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, &Atomic<u64>); 12] = [
+        let rows: [(&str, &Atomic<u64>); 15] = [
             ("clients_now", &self.clients_now),
             ("clients_peak", &self.clients_peak),
             ("connections_served", &self.served),
@@ -90,6 +99,9 @@ impl fmt::Display for Stats {
             ("sends", &self.sends),
             ("sent_frames", &self.sent_frames),
             ("recvs", &self.recvs),
+            ("rooms_now", &self.rooms_now),
+            ("history_replayed", &self.history_replayed),
+            ("private_messages", &self.private_messages),
         ];
         for (name, v) in rows {
             f.write_fmt(fmt!("{name}: {}\n", v.load(Relaxed)))?;

@@ -12,6 +12,11 @@
 //!   trampolines under `read_lock_bh`. [`Socket::detach`] takes the write lock, which waits for
 //!   every running trampoline, restores the defaults and takes the reference back; after it no
 //!   callback can see the owner.
+//! - Whose the socket is, is decided by that pointer alone, as nvmet-tcp does: a socket is
+//!   attached at most once in its life, so a non-NULL `sk_user_data` is always the owner that
+//!   was installed with the trampoline that reads it, and `detach` is given the owner and
+//!   compares pointers (function addresses, which Rust does not promise to be unique, are
+//!   never compared).
 //! - Accepted sockets inherit the listener's callbacks (`sock_copy`); `SK_USER_DATA_NOCOPY`
 //!   keeps them from inheriting `sk_user_data`, the listener trampoline ignores sockets that
 //!   are not listening, and [`Socket::accept`] resets them to the defaults at once.
@@ -22,6 +27,7 @@ use kernel::{
     ffi::c_void,
     prelude::*,
     sync::{
+        atomic::Relaxed,
         Arc,
         ArcBorrow, //
     },
@@ -95,34 +101,25 @@ pub(crate) trait SocketEvents: Send + Sync + Sized + 'static {
     fn write_space(this: ArcBorrow<'_, Self>);
 }
 
-/// Calls `event` with the owner stored in `sk`'s `sk_user_data`, if the trampoline `installed`
-/// is still the socket's `sk_data_ready` (otherwise the socket was detached, and perhaps
-/// reattached, since the caller read the callback pointer).
+/// Calls `event` with the owner stored in `sk`'s `sk_user_data`, if there is one (otherwise
+/// the socket was detached since the caller read the callback pointer).
 ///
 /// # Safety
 ///
-/// `sk` must be a valid `struct sock`, and whenever its `sk_data_ready` is `installed`, its
-/// `sk_user_data` must be NULL or a pointer from `Arc::<T>::into_foreign`. [`Socket::attach`]
-/// and [`Socket::detach`] keep this: they change both together under the write lock.
-unsafe fn with_owner<T: SocketEvents>(
-    sk: *mut bindings::sock,
-    installed: SockFn,
-    event: fn(ArcBorrow<'_, T>),
-) {
-    // SAFETY: `sk` is valid (caller). The read lock excludes `attach` and `detach`, so the
-    // callbacks and `sk_user_data` read below are consistent and stay so until the unlock.
+/// `sk` must be a valid `struct sock` on which [`Socket::attach`] installed the trampolines of
+/// `T` (this function is only called from them); `attach` runs at most once per socket, so a
+/// non-NULL `sk_user_data` is the `Arc<T>` it installed with them.
+unsafe fn with_owner<T: SocketEvents>(sk: *mut bindings::sock, event: fn(ArcBorrow<'_, T>)) {
+    // SAFETY: `sk` is valid (caller). The read lock excludes `attach` and `detach`, so
+    // `sk_user_data` read below stays what it is until the unlock.
     unsafe { ffi::kchat_sk_callback_read_lock(sk) };
     // SAFETY: `sk` is valid and the lock is held.
-    let cb = unsafe { Callbacks::read_locked(sk) };
-    if cb.data_ready.is_some_and(|f| ptr::fn_addr_eq(f, installed)) {
-        // SAFETY: `sk` is valid and the lock is held.
-        let data = unsafe { ffi::kchat_sk_user_data(sk) };
-        if !data.is_null() {
-            // SAFETY: `installed` is current, so `data` came from `Arc::<T>::into_foreign`
-            // (caller). The reference it stands for is only taken back by `detach`, under the
-            // write lock, which cannot be taken before we unlock: the borrow ends first.
-            event(unsafe { <Arc<T> as ForeignOwnable>::borrow(data) });
-        }
+    let data = unsafe { ffi::kchat_sk_user_data(sk) };
+    if !data.is_null() {
+        // SAFETY: `data` came from `Arc::<T>::into_foreign` in the one `attach` of this
+        // socket (caller). The reference it stands for is only taken back by `detach`, under
+        // the write lock, which cannot be taken before we unlock: the borrow ends first.
+        event(unsafe { <Arc<T> as ForeignOwnable>::borrow(data) });
     }
     // SAFETY: Taken above.
     unsafe { ffi::kchat_sk_callback_read_unlock(sk) };
@@ -139,9 +136,9 @@ unsafe extern "C" fn listen_data_ready<T: SocketEvents>(sk: *mut bindings::sock)
     if !unsafe { ffi::kchat_sk_is_listener(sk) } {
         return;
     }
-    // SAFETY: `sk` is valid, and `attach::<T>` installed this function together with an
-    // `Arc<T>`, as `with_owner` requires.
-    unsafe { with_owner::<T>(sk, listen_data_ready::<T>, T::data_ready) };
+    // SAFETY: `sk` is valid, and `attach::<T>` installed this function, as `with_owner`
+    // requires.
+    unsafe { with_owner::<T>(sk, T::data_ready) };
 }
 
 /// `sk_data_ready` of a connected socket.
@@ -151,7 +148,7 @@ unsafe extern "C" fn listen_data_ready<T: SocketEvents>(sk: *mut bindings::sock)
 /// Called by the network stack with a valid `sk`; installed only by [`Socket::attach`].
 unsafe extern "C" fn stream_data_ready<T: SocketEvents>(sk: *mut bindings::sock) {
     // SAFETY: As for `listen_data_ready`.
-    unsafe { with_owner::<T>(sk, stream_data_ready::<T>, T::data_ready) };
+    unsafe { with_owner::<T>(sk, T::data_ready) };
 }
 
 /// `sk_state_change` of a connected socket.
@@ -160,8 +157,8 @@ unsafe extern "C" fn stream_data_ready<T: SocketEvents>(sk: *mut bindings::sock)
 ///
 /// Called by the network stack with a valid `sk`; installed only by [`Socket::attach`].
 unsafe extern "C" fn stream_state_change<T: SocketEvents>(sk: *mut bindings::sock) {
-    // SAFETY: As for `listen_data_ready`; `stream_data_ready::<T>` is installed alongside.
-    unsafe { with_owner::<T>(sk, stream_data_ready::<T>, T::state_change) };
+    // SAFETY: As for `listen_data_ready`.
+    unsafe { with_owner::<T>(sk, T::state_change) };
 }
 
 /// `sk_write_space` of a connected socket.
@@ -176,8 +173,8 @@ unsafe extern "C" fn stream_write_space<T: SocketEvents>(sk: *mut bindings::sock
     if !unsafe { ffi::kchat_sk_stream_writeable(sk) } {
         return;
     }
-    // SAFETY: As for `listen_data_ready`; `stream_data_ready::<T>` is installed alongside.
-    unsafe { with_owner::<T>(sk, stream_data_ready::<T>, T::write_space) };
+    // SAFETY: As for `listen_data_ready`.
+    unsafe { with_owner::<T>(sk, T::write_space) };
 }
 
 /// Whether a socket is attached as a listener or as a connection.
@@ -230,10 +227,14 @@ impl Socket {
     /// Installs `owner`'s callbacks; the socket keeps a reference to `owner` until
     /// [`Socket::detach`].
     ///
-    /// Fails with `EBUSY` (handing `owner` back) if the socket is already attached. Events that
-    /// arrived before this call were not reported: the caller must look once (queue a read)
-    /// after attaching, as nvmet-tcp does.
+    /// A socket is attached at most once in its life: a second call fails with the owner
+    /// handed back, as does a socket that has an owner already. Events that arrived before
+    /// this call were not reported: the caller must look once (queue a read) after attaching,
+    /// as nvmet-tcp does.
     pub(crate) fn attach<T: SocketEvents>(&self, owner: Arc<T>, role: Role) -> Result<(), Arc<T>> {
+        if self.attached.xchg(true, Relaxed) {
+            return Err(owner);
+        }
         let sk = self.sk();
         // SAFETY: `sk` is valid by the type invariant; this file takes the lock nowhere else
         // on this call path.
@@ -244,9 +245,9 @@ impl Socket {
         }
         let cb = trampolines::<T>(role, &self.defaults);
         // SAFETY: `sk` is valid and the write lock is held, so no trampoline runs meanwhile.
-        // The trampolines of `T` are installed together with an `Arc<T>`, which is what
-        // `with_owner` requires; the reference is taken back by `detach` or leaked by
-        // `reset_callbacks`, never dropped while installed.
+        // The trampolines of `T` are installed together with an `Arc<T>`, once in the
+        // socket's life, which is what `with_owner` requires; the reference is taken back by
+        // `detach` or leaked by `reset_callbacks`, never dropped while installed.
         unsafe {
             ffi::kchat_sk_set_user_data(sk, owner.into_foreign());
             ffi::kchat_sk_set_callbacks(sk, &cb);
@@ -254,40 +255,34 @@ impl Socket {
         Ok(())
     }
 
-    /// Restores the default callbacks and returns the owner's reference, if `T`'s callbacks
-    /// were installed.
+    /// Restores the default callbacks and returns the socket's reference to `owner`, if
+    /// `owner` is attached.
     ///
     /// Once this returns, no callback of this socket can see the owner: the write lock waited
     /// for any trampoline still running. Idempotent; must not be called from a callback.
-    pub(crate) fn detach<T: SocketEvents>(&self) -> Option<Arc<T>> {
+    pub(crate) fn detach<T: SocketEvents>(&self, owner: &Arc<T>) -> Option<Arc<T>> {
+        // What `attach` stored for this owner: `into_foreign` of any reference to the same
+        // object gives the same pointer. The probe's reference is given back at once.
+        let probe = owner.clone().into_foreign();
+        // SAFETY: `probe` came from `into_foreign` just above and is used nowhere else.
+        drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(probe) });
         let sk = self.sk();
         // SAFETY: `sk` is valid by the type invariant; callers are not callbacks, so the lock
         // is not held.
         let _guard = unsafe { WriteLocked::new(sk) };
-        // SAFETY: `sk` is valid; the lock is held.
-        let current = unsafe { Callbacks::read_locked(sk) };
-        let ours = [
-            listen_data_ready::<T> as SockFn,
-            stream_data_ready::<T> as SockFn,
-        ];
-        if !current
-            .data_ready
-            .is_some_and(|f| ours.iter().any(|o| ptr::fn_addr_eq(f, *o)))
-        {
-            return None;
-        }
         // SAFETY: `sk` is valid and the lock is held.
         let data = unsafe { ffi::kchat_sk_user_data(sk) };
+        if data.is_null() || data != probe {
+            return None;
+        }
         // SAFETY: `sk` is valid and the lock is held; the defaults are the kernel's own.
         unsafe {
             ffi::kchat_sk_set_callbacks(sk, &self.defaults);
             ffi::kchat_sk_set_user_data(sk, ptr::null_mut());
         }
-        if data.is_null() {
-            return None;
-        }
-        // SAFETY: `T`'s trampoline was installed, so `data` came from `Arc::<T>::into_foreign`
-        // in `attach`; it is no longer reachable from the socket, so its reference is ours.
+        // SAFETY: `data` is the pointer of `owner`'s allocation, a live `Arc<T>`, so it is the
+        // one `attach` stored with `Arc::<T>::into_foreign`; it is no longer reachable from
+        // the socket, so its reference is ours.
         Some(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(data) })
     }
 

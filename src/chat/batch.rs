@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The relay batch: chat messages read in one pass of a shard loop, relayed together by
+//! [`Core::publish`].
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use super::{
+    Core,
+    Member,
+    MemberId,
+    Message,
+    RoomId,
+    NO_SLOT, //
+};
+
+/// Most messages a relay batch holds before it goes out by itself.
+pub(crate) const BATCH_MESSAGES: usize = 1024;
+
+/// One message of a relay batch.
+pub(super) struct Pending<M> {
+    pub(super) who: Arc<M>,
+    pub(super) msg: Message,
+    /// Order within the batch.
+    pub(super) seq: u32,
+    /// Filled in by [`Core::publish`].
+    pub(super) from: MemberId,
+    pub(super) room: RoomId,
+}
+
+/// The chat messages a shard loop has read and not yet relayed, with their senders.
+///
+/// Relaying them together costs each recipient one lock and one dirty-list check per batch
+/// instead of per message (measured on `fanout-1000`: per-message enqueueing was the module's
+/// largest cost). The loop publishes the batch before it sends, and before anything else that
+/// queues frames for the clients it read (commands, a disconnect), so the order of what each
+/// client receives is the order in which kchat read it.
+pub(crate) struct RelayBatch<M> {
+    pub(super) entries: KVec<Pending<M>>,
+}
+
+impl<M: Member> RelayBatch<M> {
+    /// An empty batch; its storage is allocated once, by the first push.
+    pub(crate) const fn new() -> Self {
+        Self {
+            entries: KVec::new(),
+        }
+    }
+
+    /// Messages waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Adds a chat message from `who`. A full batch goes out first; without memory for a
+    /// larger batch, what waits goes out and the message starts a batch of one. Fails only
+    /// if not even that can be allocated (the caller disconnects `who`).
+    pub(crate) fn push(&mut self, core: &Core<M>, who: &Arc<M>, msg: Message) -> Result {
+        if self.entries.len() >= BATCH_MESSAGES {
+            core.publish(self);
+        }
+        if self.entries.len() == self.entries.capacity()
+            && self
+                .entries
+                .reserve(
+                    BATCH_MESSAGES - self.entries.len(),
+                    GFP_KERNEL | __GFP_NOWARN,
+                )
+                .is_err()
+        {
+            core.publish(self);
+            self.entries.reserve(1, GFP_KERNEL | __GFP_NOWARN)?;
+        }
+        // At most BATCH_MESSAGES (1,024): fits.
+        let seq = self.entries.len() as u32;
+        self.entries
+            .push_within_capacity(Pending {
+                who: who.clone(),
+                msg,
+                seq,
+                from: NO_SLOT,
+                room: NO_SLOT,
+            })
+            .map_err(|_| ENOMEM)
+    }
+}

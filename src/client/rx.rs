@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The receive loop: read a client's socket without waiting, reassemble frames, hand each
+//! payload to the native front end, and stop reading a client that is over its rate.
+
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{
+            Full,
+            Relaxed, //
+        },
+        Arc,
+    },
+};
+
+use super::{
+    Client,
+    CloseReason, //
+};
+use crate::{
+    chat::RelayBatch,
+    frame::FrameError,
+    native,
+    server::Server,
+    shard::Owner, //
+};
+
+/// The smallest frame that carries a message: a header and one byte. (A keep-alive is 4 bytes
+/// but costs no token.)
+const MIN_MESSAGE: usize = 5;
+
+/// Bytes read per `recv` call: the size of a shard's receive buffer.
+pub(crate) const RX_CHUNK: usize = 16 * 1024;
+
+/// Bytes read from one client per turn before it goes to the back of the ready list, so that
+/// one busy client does not hold up the others (and what it sent is relayed before more is
+/// read).
+const RX_BUDGET: usize = RX_CHUNK;
+
+impl Client {
+    /// Reads until `EAGAIN` (or the budget), handling every complete frame. Returns whether
+    /// the budget ran out with data perhaps left.
+    pub(super) fn receive(
+        this: &Arc<Self>,
+        owner: &mut Owner,
+        buf: &mut [u8],
+        batch: &mut RelayBatch<Client>,
+    ) -> Result<bool, CloseReason> {
+        let server = &this.server;
+        let rate = server.rate;
+        let rx = this.rx.access_mut(owner);
+        let mut budget = RX_BUDGET;
+        loop {
+            if this.is_closing() || server.is_closing() {
+                return Ok(false);
+            }
+            if budget == 0 {
+                return Ok(true);
+            }
+            // Over its rate: stop reading (TCP pushes back on the client alone) until the
+            // throttle work resumes it. Near it, read only as much as can hold the messages it
+            // may still send (a message is at least 5 bytes), so a burst is never exceeded.
+            let allowance = rx.bucket.allowance(rate, server.now_ns());
+            if allowance == 0 {
+                let wait = rx.bucket.wait(rate, server.now_ns()).max(1);
+                if !this.throttled.xchg(true, Full) {
+                    Server::throttle(server, this, wait).map_err(|_| CloseReason::NoMemory)?;
+                }
+                return Ok(false);
+            }
+            let room = usize::try_from(allowance.saturating_mul(MIN_MESSAGE as u64))
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = match this.sock.recv(&mut buf[..room]) {
+                Ok(0) if rx.reader.mid_frame() => return Err(CloseReason::EofMidFrame),
+                Ok(0) => return Err(CloseReason::Eof),
+                Ok(n) => n,
+                Err(e) if e == EAGAIN => return Ok(false),
+                Err(e) => return Err(CloseReason::RecvError(e.to_errno())),
+            };
+            budget = budget.saturating_sub(n);
+            this.bytes_in.add(n as u64, Relaxed);
+            server.core.stats.recvs.add(1, Relaxed);
+            let mut input = &buf[..n];
+            while !input.is_empty() {
+                let (used, payload) = rx.reader.feed(input).map_err(|e| match e {
+                    FrameError::TooLong(len) => CloseReason::TooLong(len),
+                    FrameError::NoMemory => CloseReason::NoMemory,
+                })?;
+                input = &input[used..];
+                if let Some(payload) = payload {
+                    rx.bucket.charge(rate, server.now_ns());
+                    native::handle(this, payload, batch)?;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The native front end: a payload becomes a chat message or a command for the chat core,
+//! and the core's events become frames ([`render`]).
+//!
+//! It keeps no chat state of its own: rooms, nicks and history are the core's. What it owns is
+//! the protocol's text: command syntax, the relayed `LABEL: MESSAGE` frame (built in the
+//! payload's own buffer, see [`Frame::relay`]), and the `! ...` errors its clients get.
+
+mod command;
+pub(crate) mod render;
+
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::Relaxed,
+        Arc, //
+    },
+};
+
+use crate::{
+    chat::{
+        JoinError,
+        Message,
+        NickError,
+        RelayBatch, //
+    },
+    client::{
+        Client, //
+        CloseReason,
+    },
+    frame::{
+        Frame,
+        Payload, //
+    },
+    label::{
+        self,
+        Label,
+        RoomName, //
+    },
+    log::{
+        kchat_log,
+        Escaped,
+        TRACE_CONNECTIONS,
+        TRACE_MESSAGES, //
+    },
+};
+
+use command::Command;
+
+/// Acts on one payload from `client`: a chat message goes into the shard loop's relay batch;
+/// before a command the batch goes out, so that what the command causes (a notice, an answer,
+/// a move to another room) comes after the messages read before it.
+pub(crate) fn handle(
+    client: &Arc<Client>,
+    payload: Payload,
+    batch: &mut RelayBatch<Client>,
+) -> Result<(), CloseReason> {
+    let server = client.server();
+    let core = &server.core;
+    let command = command::parse(payload.bytes());
+    if !matches!(command, Command::Chat) {
+        core.publish(batch);
+    }
+    match command {
+        Command::Chat => {
+            let label = client.label();
+            kchat_log!(
+                server,
+                msg_log,
+                TRACE_MESSAGES,
+                "Client Say: {}: {}\n",
+                label,
+                Escaped(payload.bytes())
+            );
+            client.msgs_in.add(1, Relaxed);
+            let frame = Frame::relay(payload, &label).map_err(|_| CloseReason::NoMemory)?;
+            let frame = Arc::new(frame, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
+            batch
+                .push(core, client, Message::new(frame))
+                .map_err(|_| CloseReason::NoMemory)?;
+        }
+        Command::Nick(name) => nick(client, name),
+        Command::Who => core.who(client).map_err(|_| CloseReason::NoMemory)?,
+        Command::Rooms => core.rooms(client).map_err(|_| CloseReason::NoMemory)?,
+        Command::Join(b"") => error(client, fmt!("usage: /join #room")),
+        Command::Join(name) => match RoomName::parse(name) {
+            Some(room) => join(client, core.join(&**client, &room)),
+            None => error(
+                client,
+                fmt!("invalid room name: use # and 1 to 32 of A-Z a-z 0-9 _ . -"),
+            ),
+        },
+        Command::Part => join(client, core.part(&**client)),
+        Command::Msg { to, text } if to.is_empty() || text.is_empty() => {
+            error(client, fmt!("usage: /msg NICK TEXT"))
+        }
+        Command::Msg { to, text } => {
+            if core.private(&**client, to, text).is_err() {
+                error(client, fmt!("no such nick: {}", Escaped(to)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/nick NAME`: the core checks and sets it, this client hears of a refusal.
+fn nick(client: &Arc<Client>, name: &[u8]) {
+    let server = client.server();
+    let nick = match Label::nick(name) {
+        Ok(nick) => nick,
+        Err(label::NickError::Empty) => return error(client, fmt!("usage: /nick NAME")),
+        Err(label::NickError::TooLong) => {
+            return error(client, fmt!("invalid nick: longer than 32 bytes"))
+        }
+        Err(label::NickError::BadChar) => {
+            return error(client, fmt!("invalid nick: use only A-Z a-z 0-9 _ . -"))
+        }
+    };
+    match server.core.set_nick(&**client, nick) {
+        Ok(Some(old)) => {
+            client.set_label(nick);
+            kchat_log!(
+                server,
+                conn_log,
+                TRACE_CONNECTIONS,
+                "Client Nick: {} ({}) is now {}\n",
+                old,
+                client.peer,
+                nick
+            );
+        }
+        Ok(None) => {}
+        Err(NickError::Taken) => error(client, fmt!("nick {} is taken", Escaped(name))),
+        Err(NickError::NoMemory) => error(client, fmt!("out of memory, try again")),
+        Err(NickError::Gone) => {}
+    }
+}
+
+/// The errors of `/join` and `/part`.
+fn join(client: &Arc<Client>, result: Result<RoomName, JoinError>) {
+    match result {
+        Ok(_) | Err(JoinError::Gone) => {}
+        Err(JoinError::Already(room)) => error(client, fmt!("already in {room}")),
+        Err(JoinError::TooMany(max)) => error(client, fmt!("too many rooms (max_rooms={max})")),
+        Err(JoinError::NoMemory) => error(client, fmt!("out of memory, try again")),
+    }
+}
+
+/// Sends `! text` to this client only. An error that cannot be allocated is lost.
+fn error(client: &Arc<Client>, text: kernel::fmt::Arguments<'_>) {
+    if let Ok(frame) = Frame::text(fmt!("! {}", text)).and_then(|f| Ok(Arc::new(f, GFP_KERNEL)?)) {
+        Client::enqueue(client, &frame);
+    }
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What a native payload asks for: a command, or a chat message.
+
+use kernel::prelude::*;
+
+/// A parsed payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Command<'a> {
+    /// `/nick NAME` (empty when no name was given).
+    Nick(&'a [u8]),
+    /// `/who`.
+    Who,
+    /// `/join #room` (empty when no room was given).
+    Join(&'a [u8]),
+    /// `/part`.
+    Part,
+    /// `/rooms`.
+    Rooms,
+    /// `/msg NICK TEXT` (either may be empty when missing).
+    Msg { to: &'a [u8], text: &'a [u8] },
+    /// Anything else: a chat message, relayed as it came.
+    Chat,
+}
+
+/// `text` split at its first run of spaces: the word, and the rest (leading spaces removed).
+fn word(text: &[u8]) -> (&[u8], &[u8]) {
+    match text.iter().position(|&c| c == b' ') {
+        Some(i) => (&text[..i], text[i..].trim_ascii_start()),
+        None => (text, b""),
+    }
+}
+
+/// Parses a payload. Trailing whitespace (a newline from a line-based client) is ignored
+/// around commands; everything that is not a command is chat.
+pub(crate) fn parse(payload: &[u8]) -> Command<'_> {
+    let text = payload.trim_ascii_end();
+    if !text.starts_with(b"/") {
+        return Command::Chat;
+    }
+    let (name, args) = word(text);
+    match name {
+        b"/who" if args.is_empty() => Command::Who,
+        b"/rooms" if args.is_empty() => Command::Rooms,
+        b"/part" if args.is_empty() => Command::Part,
+        b"/nick" => Command::Nick(args),
+        b"/join" => Command::Join(args),
+        b"/msg" => {
+            let (to, text) = word(args);
+            Command::Msg { to, text }
+        }
+        _ => Command::Chat,
+    }
+}
+
+#[kunit_tests(kchat_command)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() -> Result {
+        let cases: [(&[u8], Command<'_>); 20] = [
+            (b"/who", Command::Who),
+            (b"/who\n", Command::Who),
+            (b"/nick bob", Command::Nick(b"bob")),
+            (b"/nick  bob \r\n", Command::Nick(b"bob")),
+            (b"/nick", Command::Nick(b"")),
+            (b"/nickname", Command::Chat),
+            (b"/whois x", Command::Chat),
+            (b"/who x", Command::Chat),
+            (b"hello /who", Command::Chat),
+            (b"", Command::Chat),
+            (b"/join #rust", Command::Join(b"#rust")),
+            (b"/join", Command::Join(b"")),
+            (b"/join  #a b", Command::Join(b"#a b")),
+            (b"/part\r\n", Command::Part),
+            (b"/rooms", Command::Rooms),
+            (
+                b"/msg bob hi  there",
+                Command::Msg {
+                    to: b"bob",
+                    text: b"hi  there",
+                },
+            ),
+            (
+                b"/msg bob",
+                Command::Msg {
+                    to: b"bob",
+                    text: b"",
+                },
+            ),
+            (b"/msg", Command::Msg { to: b"", text: b"" }),
+            (b"/msgs", Command::Chat),
+            (b" /who", Command::Chat),
+        ];
+        for (payload, want) in cases {
+            let got = parse(payload);
+            assert_eq!(got, want);
+        }
+        Ok(())
+    }
+}
