@@ -14,11 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kchat_proto::{encode, Decoder};
+use kchat_proto::{encode, encode_into, Conn, Decoder};
 
 use crate::{
     ensure,
-    util::{meminfo, stat, Context, ADDR},
+    util::{meminfo, recv_until, stat, Context, ADDR, STEP},
 };
 
 /// A small, fast, seedable random source (xorshift64*), so that a failing run can be replayed
@@ -239,22 +239,73 @@ pub fn shrink_slabs() {
     }
 }
 
+/// The `history` parameter in `params` (kchat's default, 20, when absent).
+fn history_param(params: &str) -> u32 {
+    params
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("history=")?.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Puts `#lobby`'s history in a known state: `history` identical messages from one client
+/// (nick `hist.filler`), which then leaves. `#lobby` is never removed, so its history outlives
+/// the clients of a case; filled this way before the baseline and again after the attack, it
+/// holds frames of the same sizes both times, and kchat's memory compares exactly.
+fn settle_lobby_history(history: u32) -> Result<(), String> {
+    if history == 0 {
+        return Ok(());
+    }
+    let before = stat("clients_allocated")?;
+    let mut c = Conn::connect(ADDR).ctx("history filler")?;
+    let mut batch = encode(b"/nick hist.filler");
+    for _ in 0..history {
+        encode_into(b"fill", &mut batch);
+    }
+    encode_into(b"/who", &mut batch);
+    c.send_raw(&batch).ctx("history filler")?;
+    // Answered once kchat has read (and kept) every message before it.
+    recv_until(&mut c, "the history filler's /who", |f| {
+        f.starts_with("* ") && f.contains(" online")
+    })?;
+    drop(c);
+    let deadline = Instant::now() + STEP;
+    while stat("clients_allocated")? > before {
+        ensure!(
+            Instant::now() < deadline,
+            "the history filler is still allocated"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// kchat's memory, and the kernel's unreclaimable slab, at a quiet moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     clients_allocated: u64,
     buffer_bytes: u64,
     slab_kib: u64,
+    /// kchat's `history` parameter: [`settle_lobby_history`] needs it.
+    history: u32,
 }
 
 impl Memory {
+    /// The baseline of a case that loaded kchat with `params` and has no client yet, with
+    /// `#lobby`'s history settled.
+    pub fn baseline(params: &str) -> Result<Self, String> {
+        let history = history_param(params);
+        settle_lobby_history(history)?;
+        Self::sample(history)
+    }
+
     /// Measures now (after shrinking the caches).
-    pub fn now() -> Result<Self, String> {
+    fn sample(history: u32) -> Result<Self, String> {
         shrink_slabs();
         Ok(Self {
             clients_allocated: stat("clients_allocated")?,
             buffer_bytes: stat("buffer_bytes")?,
             slab_kib: meminfo("SUnreclaim")?,
+            history,
         })
     }
 
@@ -263,12 +314,14 @@ impl Memory {
     /// slab is within `tolerance_kib` of it. The tolerance covers what outlives a connection
     /// by design and is not kchat's: TIME_WAIT sockets (tcp_max_tw_buckets is capped in the
     /// guest), SLUB's per-CPU partial slabs that a shrink keeps, and kmemleak's metadata.
+    /// `#lobby`'s history is settled first, as it was for the baseline.
     pub fn expect_back(&self, tolerance_kib: u64) -> Result<Memory, String> {
+        settle_lobby_history(self.history)?;
         // Sockets closed by either side are freed by the kernel over the following seconds
         // (orphans finishing their close, RCU, KASAN's quarantine): poll, do not sample once.
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let now = Memory::now()?;
+            let now = Memory::sample(self.history)?;
             let own = now.clients_allocated == self.clients_allocated
                 && now.buffer_bytes == self.buffer_bytes;
             let slab = now.slab_kib <= self.slab_kib + tolerance_kib;

@@ -38,7 +38,7 @@ pub fn cases() -> Vec<Case> {
 /// - `/nick alice` tells the others `* ADDR is now alice`, not alice herself;
 /// - a taken nick (in any case) and invalid ones get `! ...` for the asker only;
 /// - a relayed message carries the sender's nick;
-/// - `/who` answers the asker with `* N online: ...` in order of arrival.
+/// - `/who` answers the asker with `* N online in #lobby: ...` in order of arrival.
 fn nick_and_who() -> CaseResult {
     start("notices=1")?;
     let mut a = connect()?;
@@ -77,7 +77,7 @@ fn nick_and_who() -> CaseResult {
     a.send(b"hi bob").ctx("send")?;
     expect_frame(&mut b, "alice: hi bob")?;
     b.send(b"/who").ctx("send")?;
-    expect_frame(&mut b, "* 2 online: alice, bob")?;
+    expect_frame(&mut b, "* 2 online in #lobby: alice, bob")?;
     // Changing only the case of one's own nick is allowed.
     a.send(b"/nick Alice").ctx("send")?;
     expect_frame(&mut b, "* alice is now Alice")?;
@@ -85,9 +85,15 @@ fn nick_and_who() -> CaseResult {
     let mut c = connect()?;
     expect_frame(&mut a, &format!("* {} joined", label(&c)))?;
     expect_frame(&mut b, &format!("* {} joined", label(&c)))?;
+    // The lobby's history comes first: alice's one message.
+    expect_frame(&mut c, "* last 1 messages of #lobby:")?;
+    expect_frame(&mut c, "alice: hi bob")?;
     c.send(b"/who").ctx("send")?;
     let c_label = label(&c);
-    expect_frame(&mut c, &format!("* 3 online: Alice, bob, {c_label}"))?;
+    expect_frame(
+        &mut c,
+        &format!("* 3 online in #lobby: Alice, bob, {c_label}"),
+    )?;
     Ok(())
 }
 
@@ -134,7 +140,7 @@ fn who_truncated() -> CaseResult {
         reply.len()
     );
     ensure!(
-        reply.starts_with("* 6 online: 127.0.0.1:"),
+        reply.starts_with("* 6 online in #lobby: 127.0.0.1:"),
         "unexpected /who answer {reply:?}"
     );
     ensure!(
@@ -150,8 +156,9 @@ fn client_rows() -> Result<HashMap<String, Vec<u64>>, String> {
     let mut rows = HashMap::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        ensure!(f.len() == 7, "bad clients line {line:?}");
-        let nums = [f[3], f[4], f[5]]
+        ensure!(f.len() == 8, "bad clients line {line:?}");
+        ensure!(f[3] == "#lobby", "client not in #lobby: {line:?}");
+        let nums = [f[4], f[5], f[6]]
             .iter()
             .map(|v| v.parse().unwrap_or(u64::MAX))
             .collect();

@@ -11,18 +11,21 @@ use std::{
     net::{Shutdown, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread,
     time::{Duration, Instant},
 };
 
-use kchat_proto::encode;
+use kchat_proto::{encode, encode_into};
 
 use crate::{
     attack::{in_threads, reset, FaultInjection, Hog, Honest, Memory, Rng},
     ensure, module,
-    util::{meminfo, start, stat, wait_clients, Context, ADDR, STEP},
+    util::{
+        debugfs_table, meminfo, recv_until, room_names, room_rows, start, stat, wait_clients,
+        wait_stat, Context, ADDR, CLIENTS_HEADER, STEP,
+    },
     Case, CaseResult,
 };
 
@@ -41,6 +44,11 @@ pub struct Scale {
     fault_secs: u64,
     pressure_attackers: usize,
     reload_cycles: usize,
+    /// Threads of the room churn case, and the commands each sends.
+    room_churners: usize,
+    room_churn_ops: usize,
+    /// `max_rooms` of the history case: every room's history is filled.
+    history_rooms: u32,
     /// Largest latency an honest ping may see during an attack.
     latency_bound: Duration,
 }
@@ -57,6 +65,9 @@ pub const SHORT: Scale = Scale {
     fault_secs: 4,
     pressure_attackers: 40,
     reload_cycles: 3,
+    room_churners: 6,
+    room_churn_ops: 300,
+    history_rooms: 16,
     latency_bound: Duration::from_secs(5),
 };
 
@@ -72,6 +83,9 @@ pub const FULL: Scale = Scale {
     fault_secs: 20,
     pressure_attackers: 200,
     reload_cycles: 20,
+    room_churners: 32,
+    room_churn_ops: 5_000,
+    history_rooms: 1_000,
     // Measured worst cases with 32 fuzzers: 6 s on the debug kernel, more under KASAN (both
     // under TCG, sharing two vCPUs with the attackers). The bound catches stalls and lost
     // pings, it is not a benchmark.
@@ -109,6 +123,8 @@ scaled_cases! {
     allocation_failures: "hostile: injected allocation failures disconnect, never crash or leak",
     memory_pressure: "hostile: guest near its memory limit while clients connect and flood",
     reload_under_attack: "hostile: rmmod and insmod in a loop while attacks run",
+    room_churn: "hostile: room churn, /join and /part floods from many clients",
+    history_fill: "hostile: every room's history filled with max-size messages, then left",
 }
 
 /// Loads kchat, takes the memory baseline (no client yet), and starts the honest pair, pinging
@@ -124,7 +140,7 @@ fn begin_pinging(
     interval: Duration,
 ) -> Result<(Honest, Memory), String> {
     start(params)?;
-    let base = Memory::now()?;
+    let base = Memory::baseline(params)?;
     NET_BASE.with(|b| b.set(net_counters()));
     let honest = Honest::start(interval, scale.latency_bound)?;
     wait_clients(2, STEP)?;
@@ -137,6 +153,10 @@ fn finish(scale: &Scale, honest: Honest, base: Memory, what: &str) -> CaseResult
     wait_clients(2, Duration::from_secs(120))?;
     let report = honest.stop(scale.latency_bound)?;
     wait_clients(0, STEP)?;
+    // Every room but #lobby went with its last member.
+    wait_stat("rooms_now", 1, STEP)?;
+    let rooms = room_names()?;
+    ensure!(rooms == ["#lobby"], "rooms left behind: {rooms:?}");
     let after = base.expect_back(SLAB_TOLERANCE_KIB)?;
     let (retrans, drops) = net_counters();
     let (retrans0, drops0) = NET_BASE.with(|b| b.get());
@@ -181,10 +201,65 @@ fn net_counters() -> (u64, u64) {
     (retrans, drops)
 }
 
+/// A room name for the fuzzer: mostly valid (often short, so that attackers meet in the same
+/// rooms), sometimes without `#`, too long, or with a random byte.
+fn fuzz_room_name(rng: &mut Rng) -> Vec<u8> {
+    const CHARS: &[u8] = b"abcXYZ019_.-";
+    let mut name = if rng.below(8) == 0 {
+        Vec::new()
+    } else {
+        vec![b'#']
+    };
+    let len = if rng.below(2) == 0 {
+        1 + rng.below(3)
+    } else {
+        rng.below(40)
+    };
+    for _ in 0..len {
+        name.push(if rng.below(10) == 0 {
+            rng.next() as u8
+        } else {
+            CHARS[rng.below(CHARS.len() as u64) as usize]
+        });
+    }
+    name
+}
+
+/// A `/msg` target for the fuzzer: another attacker's nick (`fzN`, which may be taken or
+/// not), an address that is probably nobody's, or random bytes.
+fn fuzz_target(rng: &mut Rng, attackers: u64) -> Vec<u8> {
+    match rng.below(4) {
+        0 => format!("fz{}", rng.below(attackers)).into_bytes(),
+        1 => format!("127.0.0.1:{}", 1024 + rng.below(64_000)).into_bytes(),
+        2 => format!("[::1]:{}", 1024 + rng.below(64_000)).into_bytes(),
+        _ => {
+            let n = rng.below(40) as usize;
+            rng.bytes(n)
+        }
+    }
+}
+
+/// A rooms-protocol command for the fuzzer: `/join` of a random name, `/part`, `/rooms`,
+/// `/who`, `/nick fzN`, or `/msg` to a random target with random text.
+fn fuzz_command(rng: &mut Rng, attackers: u64) -> Vec<u8> {
+    match rng.below(7) {
+        0 | 1 => [&b"/join "[..], &fuzz_room_name(rng)].concat(),
+        2 => b"/part".to_vec(),
+        3 => b"/rooms".to_vec(),
+        4 => b"/who".to_vec(),
+        5 => format!("/nick fz{}", rng.below(attackers)).into_bytes(),
+        _ => {
+            let target = fuzz_target(rng, attackers);
+            let n = rng.below(64) as usize;
+            [&b"/msg "[..], &target, b" ", &rng.bytes(n)].concat()
+        }
+    }
+}
+
 /// Many attackers at once, each a seeded random mix of: valid frames of random length and
 /// content, lengths over the limit (up to 0xFFFFFFFF), raw random bytes, frames cut short by a
-/// reset, frames dribbled in random pieces. Attackers never read, so some end as slow
-/// consumers too.
+/// reset, frames dribbled in random pieces, room commands with random names and `/msg`
+/// targets. Attackers never read, so some end as slow consumers too.
 fn fuzz(scale: &'static Scale) -> CaseResult {
     // The honest pair must read every valid frame the attackers send, and a reader thread of
     // the test (among dozens, in a KASAN guest) can fall behind by a few bursts: an 8 MiB queue
@@ -199,6 +274,7 @@ fn fuzz(scale: &'static Scale) -> CaseResult {
         scale.fuzz_attackers, scale.fuzz_rounds
     );
     let rounds = scale.fuzz_rounds;
+    let attackers = scale.fuzz_attackers as u64;
     in_threads(scale.fuzz_attackers, move |id| {
         let mut rng = Rng::new(SEED ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         for _ in 0..rounds {
@@ -208,7 +284,7 @@ fn fuzz(scale: &'static Scale) -> CaseResult {
             let Ok(mut s) = TcpStream::connect(ADDR) else {
                 continue;
             };
-            match rng.below(5) {
+            match rng.below(6) {
                 0 => {
                     for _ in 0..1 + rng.below(5) {
                         let len = rng.below(2049) as usize;
@@ -235,6 +311,11 @@ fn fuzz(scale: &'static Scale) -> CaseResult {
                     let _ = s.write_all(&rng.bytes(n));
                     reset(s);
                     continue;
+                }
+                5 => {
+                    for _ in 0..1 + rng.below(8) {
+                        let _ = s.write_all(&encode(&fuzz_command(&mut rng, attackers)));
+                    }
                 }
                 _ => {
                     let n = rng.below(2049) as usize;
@@ -290,11 +371,12 @@ fn slowloris(scale: &'static Scale) -> CaseResult {
     // A newcomer is served at once, however many stall.
     let mut late = kchat_proto::Conn::connect(ADDR).ctx("late client")?;
     late.send(b"/who").ctx("send")?;
-    // The honest pair's pings reach the newcomer too; the answer is among them.
+    // The lobby's history and the honest pair's pings reach the newcomer too; the answer is
+    // among them.
     let deadline = Instant::now() + STEP;
     loop {
         let f = late.recv_text(STEP).ctx("late client's /who")?;
-        if f.starts_with("* ") {
+        if f.starts_with("* ") && f.contains(" online") {
             break;
         }
         ensure!(
@@ -440,8 +522,9 @@ fn flood(scale: &'static Scale) -> CaseResult {
 /// crash, warn or leak. The honest pair is not expected to survive this one; after the
 /// injection stops, new clients chat normally and kchat's memory is back to its baseline.
 fn allocation_failures(scale: &'static Scale) -> CaseResult {
-    let mut log = start("notices=1")?;
-    let base = Memory::now()?;
+    const PARAMS: &str = "notices=1";
+    let mut log = start(PARAMS)?;
+    let base = Memory::baseline(PARAMS)?;
     let stop = Arc::new(AtomicBool::new(false));
     let fi = FaultInjection::start(20)?;
     let stop2 = stop.clone();
@@ -487,11 +570,10 @@ fn allocation_failures(scale: &'static Scale) -> CaseResult {
     let mut b = kchat_proto::Conn::connect(ADDR).ctx("after")?;
     wait_clients(2, STEP)?;
     a.send(b"all well again").ctx("send")?;
-    let got = b.recv_text(STEP).ctx("after injection")?;
-    ensure!(
-        got.ends_with(": all well again"),
-        "after the injection: {got:?}"
-    );
+    // b was replayed the lobby's history first.
+    recv_until(&mut b, "the message after the injection", |f| {
+        f.ends_with(": all well again")
+    })?;
     Ok(())
 }
 
@@ -585,4 +667,163 @@ fn reload_under_attack(scale: &'static Scale) -> CaseResult {
         .map_err(|_| "attackers panicked".to_string())??;
     println!("# reload under attack: {} cycles", scale.reload_cycles);
     Ok(())
+}
+
+/// Reads whatever the non-blocking `s` has received; false once its connection has ended.
+fn drain(s: &mut TcpStream) -> bool {
+    let mut sink = [0u8; 16384];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A connected, non-blocking client for the room churn.
+fn churn_client() -> Result<TcpStream, String> {
+    let s = TcpStream::connect(ADDR).ctx("room churn connect")?;
+    s.set_nonblocking(true).ctx("nonblocking")?;
+    Ok(s)
+}
+
+/// Clients that do little but move: each thread drives 4 clients through a seeded random mix
+/// of `/join` among 60 names (with `max_rooms=10`, many are refused), `/part`, `/rooms`, chat
+/// messages and reconnections (FIN or RST), reading what comes back. While they churn,
+/// `rooms_now` and the rooms file never pass `max_rooms`; afterwards every room but `#lobby`
+/// is gone and memory is back (both checked by [`finish`]).
+fn room_churn(scale: &'static Scale) -> CaseResult {
+    const MAX_ROOMS: u64 = 10;
+    let (honest, base) = begin(scale, "notices=1 max_rooms=10")?;
+    let (threads, ops) = (scale.room_churners, scale.room_churn_ops);
+    let churners = thread::spawn(move || {
+        in_threads(threads, move |id| {
+            let mut rng = Rng::new(SEED ^ 0x726f_6f6d ^ id as u64);
+            let mut clients = (0..4)
+                .map(|_| churn_client())
+                .collect::<Result<Vec<_>, _>>()?;
+            for _ in 0..ops {
+                let i = rng.below(4) as usize;
+                let cmd = match rng.below(10) {
+                    0..=3 => format!("/join #churn{}", rng.below(60)),
+                    4 | 5 => "/part".to_string(),
+                    6 => "/rooms".to_string(),
+                    7 | 8 => format!("passing through {}", rng.next()),
+                    _ => {
+                        let old = std::mem::replace(&mut clients[i], churn_client()?);
+                        if rng.below(2) == 0 {
+                            reset(old);
+                        }
+                        continue;
+                    }
+                };
+                let alive =
+                    clients[i].write_all(&encode(cmd.as_bytes())).is_ok() && drain(&mut clients[i]);
+                if !alive {
+                    clients[i] = churn_client()?;
+                }
+            }
+            Ok(())
+        })
+    });
+    let mut peak = 0;
+    while !churners.is_finished() {
+        let now = stat("rooms_now")?;
+        let listed = room_names()?.len() as u64;
+        ensure!(
+            now <= MAX_ROOMS && listed <= MAX_ROOMS,
+            "{now} rooms ({listed} listed) with max_rooms={MAX_ROOMS}"
+        );
+        peak = peak.max(now);
+        thread::sleep(Duration::from_millis(50));
+    }
+    churners
+        .join()
+        .map_err(|_| "churners panicked".to_string())??;
+    println!("# room churn: up to {peak} rooms at once");
+    ensure!(peak > 1, "no room was ever created");
+    finish(scale, honest, base, "room churn")
+}
+
+/// Every one of `max_rooms` rooms (`#lobby` included) gets 20 messages of `max_msg_len` (4,096)
+/// bytes from one client: alone in its room, the client has them kept and relayed to nobody;
+/// in `#lobby` the honest pair reads them. With `history=1000`, only the 64 KiB bound limits a
+/// history: 15 such frames. While every history is full:
+/// - the rooms file shows each room but `#lobby` keeping 15 messages, and none over 64 KiB;
+/// - kchat's buffers stay under the bound the README states: `max_rooms` x 64 KiB, plus what
+///   is queued to clients (the clients file), plus a partial frame per client.
+///
+/// Once the writers leave, their rooms go and memory is back to the baseline.
+fn history_fill(scale: &'static Scale) -> CaseResult {
+    const MSG: usize = 4096;
+    const PER_ROOM: usize = 20;
+    const HISTORY_BYTES: u64 = 64 * 1024;
+    let rooms = scale.history_rooms as usize;
+    let params = format!("notices=0 history=1000 max_msg_len={MSG} max_rooms={rooms}");
+    let (honest, base) = begin(scale, &params)?;
+    let writers = Arc::new(Mutex::new(Vec::new()));
+    let parked = writers.clone();
+    in_threads(4, move |t| {
+        for r in (t..rooms).step_by(4) {
+            let mut c = kchat_proto::Conn::connect(ADDR).ctx("history writer")?;
+            if r > 0 {
+                c.send(format!("/join #hist{r}").as_bytes()).ctx("send")?;
+                recv_until(&mut c, "the roster", |f| f.starts_with("* now in #hist"))?;
+            }
+            let mut batch = Vec::new();
+            for i in 0..PER_ROOM {
+                let mut m = format!("{r} {i} ").into_bytes();
+                m.resize(MSG, b'h');
+                encode_into(&m, &mut batch);
+            }
+            encode_into(b"/who", &mut batch);
+            c.send_raw(&batch).ctx("send")?;
+            // Answered once kchat has read (and kept) the 20 messages.
+            recv_until(&mut c, "/who", |f| {
+                f.starts_with("* ") && f.contains(" online in ")
+            })?;
+            parked.lock().map_err(|_| "poisoned")?.push(c);
+        }
+        Ok(())
+    })?;
+    let rows = room_rows()?;
+    ensure!(
+        rows.len() == rooms,
+        "{} rooms listed, expected {rooms}",
+        rows.len()
+    );
+    for r in &rows {
+        let bytes: u64 = r[4].parse().ctx("history_bytes")?;
+        ensure!(
+            bytes <= HISTORY_BYTES,
+            "{} keeps {bytes} bytes of history",
+            r[0]
+        );
+        ensure!(
+            r[0] == "#lobby" || r[3] == "15",
+            "{} keeps {} messages, expected the 15 that fit in 64 KiB",
+            r[0],
+            r[3]
+        );
+    }
+    let clients = debugfs_table("clients", CLIENTS_HEADER)?;
+    let mut queued = 0;
+    for c in &clients {
+        queued += c[6].parse::<u64>().ctx("queued_bytes")?;
+    }
+    let held = stat("buffer_bytes")?;
+    let bound = rooms as u64 * HISTORY_BYTES + queued + clients.len() as u64 * (MSG as u64 + 38);
+    println!(
+        "# history fill: {rooms} rooms full, kchat holds {held} bytes of buffers (bound {bound}, {queued} queued)"
+    );
+    ensure!(
+        held <= bound,
+        "kchat holds {held} bytes of buffers with every history full, over {bound}"
+    );
+    drop(writers);
+    wait_stat("rooms_now", 1, Duration::from_secs(120))?;
+    finish(scale, honest, base, "history fill")
 }

@@ -175,6 +175,9 @@ fn max_clients() -> CaseResult {
     wait_clients(4, STEP)?;
     let mut late = connect()?;
     wait_clients(5, STEP)?;
+    // The lobby's history first: the one message said so far.
+    expect_frame(&mut late, "* last 1 messages of #lobby:")?;
+    expect_frame(&mut late, &format!("{first}: five of us"))?;
     five[0].send(b"welcome").ctx("send")?;
     let sender = label(&five[0]);
     expect_frame(&mut late, &format!("{sender}: welcome"))?;

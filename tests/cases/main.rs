@@ -18,6 +18,7 @@ mod limits;
 mod logcheck;
 mod measure;
 mod module;
+mod rooms;
 mod scenarios;
 mod util;
 
@@ -41,6 +42,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(lifecycle::cases());
     cases.extend(chat::cases());
     cases.extend(commands::cases());
+    cases.extend(rooms::cases());
     cases.extend(limits::cases());
     cases.extend(disconnect::cases());
     cases.extend(scenarios::cases());

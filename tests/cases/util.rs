@@ -123,3 +123,95 @@ pub fn expect_silence(c: &mut Conn, quiet: Duration) -> Result<(), String> {
         Err(e) => Err(format!("unexpected error {e}")),
     }
 }
+
+/// Where kchat listens for IPv6 clients in the guest: the same dual-stack listener as [`ADDR`].
+pub const ADDR6: &str = "[::1]:10106";
+
+/// Connects an IPv6 client to kchat.
+pub fn connect6() -> Result<Conn, String> {
+    Conn::connect(ADDR6).ctx("connect to kchat over IPv6")
+}
+
+/// Sends `text` as one frame.
+pub fn say(c: &mut Conn, text: &str) -> Result<(), String> {
+    c.send(text.as_bytes()).ctx(&format!("send {text:?}"))
+}
+
+/// Sends `cmd` and expects `reply` as the next frame.
+pub fn ask(c: &mut Conn, cmd: &str, reply: &str) -> Result<(), String> {
+    say(c, cmd)?;
+    expect_frame(c, reply).map_err(|e| format!("after {cmd:?}: {e}"))
+}
+
+/// Expects the next frames on `c` to be exactly `want`, in order.
+pub fn expect_frames<S: AsRef<str>>(c: &mut Conn, want: &[S]) -> Result<(), String> {
+    for w in want {
+        expect_frame(c, w.as_ref())?;
+    }
+    Ok(())
+}
+
+/// Receives frames until one satisfies `pred` and returns it; the frames before it are
+/// returned too, in order.
+pub fn recv_until(
+    c: &mut Conn,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Result<(String, Vec<String>), String> {
+    let mut before = Vec::new();
+    loop {
+        let f = c.recv_text(STEP).ctx(&format!("waiting for {what}"))?;
+        if pred(&f) {
+            return Ok((f, before));
+        }
+        before.push(f);
+    }
+}
+
+/// The header of /sys/kernel/debug/kchat/rooms.
+pub const ROOMS_HEADER: &str = "name members relayed history_msgs history_bytes";
+
+/// The header of /sys/kernel/debug/kchat/clients.
+pub const CLIENTS_HEADER: &str = "id label peer room bytes_in bytes_out queued_bytes socket_wmem";
+
+/// The rows of the debugfs table `name` (one of kchat's files), split into fields, after
+/// checking its header is exactly `header` and every row has as many fields.
+pub fn debugfs_table(name: &str, header: &str) -> Result<Vec<Vec<String>>, String> {
+    let path = format!("/sys/kernel/debug/kchat/{name}");
+    let text = std::fs::read_to_string(&path).ctx(&format!("read {path}"))?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    ensure!(
+        first.split_whitespace().eq(header.split_whitespace()),
+        "{path} header is {first:?}, expected {header:?}"
+    );
+    let width = header.split_whitespace().count();
+    let mut rows = Vec::new();
+    for line in lines {
+        let row: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        ensure!(row.len() == width, "bad line in {path}: {line:?}");
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The rooms file's rows: name, members, relayed, history_msgs, history_bytes.
+pub fn room_rows() -> Result<Vec<Vec<String>>, String> {
+    debugfs_table("rooms", ROOMS_HEADER)
+}
+
+/// The room names the rooms file lists, in its order.
+pub fn room_names() -> Result<Vec<String>, String> {
+    Ok(room_rows()?
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
+        .collect())
+}
+
+/// Each client's room by label, from the clients file.
+pub fn rooms_by_label() -> Result<HashMap<String, String>, String> {
+    Ok(debugfs_table("clients", CLIENTS_HEADER)?
+        .into_iter()
+        .map(|r| (r[1].clone(), r[3].clone()))
+        .collect())
+}
