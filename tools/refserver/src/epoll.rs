@@ -8,20 +8,27 @@
 //! so a burst of messages costs one system call per recipient, not one per message.
 //!
 //! With `--threads N > 1`, worker 0 accepts and deals connections round-robin to the workers.
-//! A frame for everyone is delivered by its own worker to its clients, and passed once per
-//! wake-up, as a batch of shared frames, to each other worker's inbox (a mutex-protected FIFO
-//! and a mio `Waker`); the receiving worker delivers it to its clients. What this keeps:
+//! A frame for a room (or for one client) is delivered by its own worker to its clients there,
+//! and passed once per wake-up, as a batch of shared frames with their audience
+//! ([`Post`]s), to each other worker's inbox (a mutex-protected FIFO and a mio `Waker`); the
+//! receiving worker delivers it to its clients in that room (or to that client). What this
+//! keeps:
 //!
 //! - each sender's frames arrive in order, and a client's `joined` notice comes before its
 //!   first message everywhere (FIFO inboxes);
-//! - a client receives exactly what was broadcast after it connected: a handed-off connection
-//!   travels through the same FIFO as the frames, after every frame its acceptor broadcast
-//!   before it, and worker 0 empties its own inbox before it attaches a connection itself;
+//! - a client receives what was posted to its room after it connected: a handed-off
+//!   connection travels through the same FIFO as the frames, after every frame its acceptor
+//!   posted before it, and worker 0 empties its own inbox before it attaches a connection
+//!   itself;
+//! - a client receives each message of its room exactly once, replayed from the history or
+//!   live: a chat message carries the sequence number it was recorded with, and a client
+//!   that entered the room later (and so had it in its replay) skips it;
 //! - causality: a batch is put into every other inbox at once (all their locks held, taken in
 //!   ascending order), so no reply to a frame can overtake that frame anywhere.
 //!
 //! Unlike one thread (and kchat's registry mutex), the workers do not impose one total order
-//! on frames from senders in different workers that are not causally related.
+//! on frames from senders in different workers that are not causally related, and a frame
+//! still on its way to another worker when its recipient leaves the room is not delivered.
 
 use std::{
     convert::Infallible,
@@ -40,8 +47,7 @@ use mio::{
 use socket2::SockRef;
 
 use crate::{
-    chat::{CloseReason, Label, Registry, Shard},
-    frame::Frame,
+    chat::{CloseReason, Label, Post, Registry, Shard},
     net,
     queue::TxQueue,
     Fatal, Options,
@@ -126,8 +132,8 @@ type Mail = Vec<Item>;
 enum Item {
     /// A connection for the worker to serve, admitted to the registry already.
     Adopt(Adoption),
-    /// A frame for every client of the worker.
-    Frame(Frame),
+    /// A frame for the worker's clients in a room, or for one of them.
+    Post(Post),
 }
 
 #[derive(Debug)]
@@ -164,9 +170,9 @@ impl Hub {
         inbox.wake(was_empty);
     }
 
-    /// Puts `frames` into the inbox of every worker but `from`, all at once: every lock is
+    /// Puts `posts` into the inbox of every worker but `from`, all at once: every lock is
     /// held (taken in ascending order, so two posters cannot deadlock) until all have them.
-    fn broadcast(&self, from: usize, frames: &[Frame]) {
+    fn broadcast(&self, from: usize, posts: &[Post]) {
         let mut locked: Vec<(&Inbox, MutexGuard<'_, Mail>)> = self
             .inboxes
             .iter()
@@ -177,7 +183,7 @@ impl Hub {
         let mut wake = Vec::with_capacity(locked.len());
         for (inbox, mail) in &mut locked {
             wake.push((*inbox, mail.is_empty()));
-            mail.extend(frames.iter().cloned().map(Item::Frame));
+            mail.extend(posts.iter().cloned().map(Item::Post));
         }
         drop(locked);
         for (inbox, was_empty) in wake {
@@ -311,8 +317,12 @@ impl Worker {
         }
     }
 
-    /// Sends what client `t` has queued, as far as its socket takes it now.
+    /// Sends what client `t` has queued, as far as its socket takes it now. What this worker
+    /// posted for the others goes to their inboxes first, so that no answer can overtake a
+    /// frame posted before it (a client told its `/who` answer, say, must be able to rely on
+    /// every worker having what it said before).
     fn flush(&mut self, t: usize) {
+        self.pass_remote();
         if !self.shard.is_open(t) {
             return;
         }
@@ -327,7 +337,7 @@ impl Worker {
         }
     }
 
-    /// After the events of a wake-up: passes broadcasts to the other workers, flushes every
+    /// After the events of a wake-up: passes posts to the other workers, flushes every
     /// client that got frames and tears down every client that must go, until nothing is
     /// left to do (a teardown queues a `left` notice, a flush can find a dead socket).
     fn settle(&mut self) {
@@ -405,14 +415,14 @@ impl Worker {
             let to = self.next_worker;
             self.next_worker = (to + 1) % hub.inboxes.len();
             if to != self.me {
-                // Frames broadcast here before the connection was accepted go first.
+                // Frames posted here before the connection was accepted go first.
                 self.pass_remote();
                 if let Some(hub) = &self.hub {
                     hub.adopt(to, Adoption { stream, id, label });
                 }
                 return;
             }
-            // Frames other workers broadcast before the connection was accepted go to the
+            // Frames other workers posted before the connection was accepted go to the
             // clients already here.
             self.read_inbox();
         }
@@ -440,16 +450,16 @@ impl Worker {
         self.shard.attach(t, id, label);
     }
 
-    /// Passes the frames broadcast here since the last call to every other worker.
+    /// Passes the frames posted here since the last call to every other worker.
     fn pass_remote(&mut self) {
-        let (Some(hub), Some(frames)) = (&self.hub, self.shard.remote()) else {
+        let (Some(hub), Some(posts)) = (&self.hub, self.shard.remote()) else {
             return;
         };
-        if frames.is_empty() {
+        if posts.is_empty() {
             return;
         }
-        hub.broadcast(self.me, frames);
-        frames.clear();
+        hub.broadcast(self.me, posts);
+        posts.clear();
     }
 
     /// Takes this worker's mail: connections to serve, frames to deliver.
@@ -462,7 +472,7 @@ impl Worker {
         for item in mail.drain(..) {
             match item {
                 Item::Adopt(a) => self.attach(a.stream, a.id, a.label),
-                Item::Frame(frame) => self.shard.deliver_remote(&frame),
+                Item::Post(post) => self.shard.deliver_remote(&post),
             }
         }
         self.spare = mail;

@@ -2,7 +2,7 @@
 
 use std::{
     io::{self, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
 };
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -10,20 +10,40 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 /// The notice a connection beyond `max_clients` gets before it is closed: a frame of 13 bytes.
 pub const SERVER_FULL: &[u8] = b"\x0d\x00\x00\x00! server full";
 
-/// Listens on 0.0.0.0:`port` (0 picks a free port) with `backlog`, non-blocking, and prints
-/// `listening on 0.0.0.0:PORT` to stdout, flushed, for scripts and tests.
+/// Listens on `port` (0 picks a free port) with `backlog`, non-blocking: on `[::]` for IPv4
+/// and IPv6 clients alike (`IPV6_V6ONLY` off), or on 0.0.0.0 where the system has no IPv6.
+/// Prints `listening on ADDR:PORT` (`[::]:PORT` or `0.0.0.0:PORT`) to stdout, flushed, for
+/// scripts and tests.
 pub fn listen(port: u16, backlog: u32) -> io::Result<TcpListener> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
-    sock.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    let listener = TcpListener::from(sock);
-    let port = listener.local_addr()?.port();
+    let listener = match bind((Ipv6Addr::UNSPECIFIED, port).into(), backlog) {
+        Err(e) if is_no_ipv6(&e) => bind((Ipv4Addr::UNSPECIFIED, port).into(), backlog)?,
+        bound => bound?,
+    };
     let mut out = io::stdout().lock();
-    writeln!(out, "listening on 0.0.0.0:{port}")?;
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
     out.flush()?;
     Ok(listener)
+}
+
+/// A listening socket on `addr` (dual-stack if it is IPv6), with `SO_REUSEADDR`.
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(sock.into())
+}
+
+/// Whether `e` says that the system has no IPv6 (not built, disabled, or no address).
+fn is_no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Refuses a connection: `! server full` if the socket takes it now, then shut down (the

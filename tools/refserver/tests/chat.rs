@@ -104,7 +104,10 @@ fn nick_and_who(engine: Engine) {
     assert_eq!(recv(&mut b), format!("* {lc} joined"));
 
     a.send(b"/who \r\n").unwrap();
-    assert_eq!(recv(&mut a), format!("* 3 online: {la}, {lb}, {lc}"));
+    assert_eq!(
+        recv(&mut a),
+        format!("* 3 online in #lobby: {la}, {lb}, {lc}")
+    );
 
     for (cmd, answer) in [
         (&b"/nick"[..], "! usage: /nick NAME"),
@@ -154,7 +157,10 @@ fn nick_and_who(engine: Engine) {
     assert_eq!(recv(&mut c), format!("{lb}: /whatever x"));
 
     c.send(b"/who").unwrap();
-    assert_eq!(recv(&mut c), format!("* 3 online: Alice, {lb}, {lc}"));
+    assert_eq!(
+        recv(&mut c),
+        format!("* 3 online in #lobby: Alice, {lb}, {lc}")
+    );
     // A nick freed by a client that left can be taken.
     drop(a);
     assert_eq!(recv(&mut b), "* Alice left");
@@ -167,27 +173,27 @@ fn nick_and_who(engine: Engine) {
 ///   three being `...`;
 /// - an answer of exactly max_msg_len bytes is not cut.
 fn who_is_cut_to_max_msg_len(engine: Engine) {
-    let Some(srv) = Server::start(engine, &["--notices", "0", "--max-msg-len", "30"]) else {
+    let Some(srv) = Server::start(engine, &["--notices", "0", "--max-msg-len", "40"]) else {
         return;
     };
     let mut a = srv.join();
     let mut b = srv.join();
     a.send(b"/nick aaaaaaaa").unwrap();
     b.send(b"/nick bbbbbbbb").unwrap();
-    // "* 2 online: aaaaaaaa, bbbbbbbb" is 30 bytes.
-    let want = "* 2 online: aaaaaaaa, bbbbbbbb";
+    // "* 2 online in #lobby: aaaaaaaa, bbbbbbbb" is 40 bytes.
+    let want = "* 2 online in #lobby: aaaaaaaa, bbbbbbbb";
     common::eventually(|| {
         a.send(b"/who").unwrap();
         (recv(&mut a) == want).then_some(())
     });
     b.send(b"/nick bbbbbbbbb").unwrap();
     b.send(b"/who").unwrap();
-    assert_eq!(recv(&mut b), "* 2 online: aaaaaaaa, bbbbb...");
+    assert_eq!(recv(&mut b), "* 2 online in #lobby: aaaaaaaa, bbbbb...");
     let _c = srv.join();
     a.send(b"/who").unwrap();
     let got = recv(&mut a);
-    assert_eq!(got, "* 3 online: aaaaaaaa, bbbbb...");
-    assert_eq!(got.len(), 30);
+    assert_eq!(got, "* 3 online in #lobby: aaaaaaaa, bbbbb...");
+    assert_eq!(got.len(), 40);
 }
 
 /// - `* LABEL joined` reaches the others before the newcomer's first message, even when the
@@ -207,7 +213,7 @@ fn notices_order(engine: Engine) {
     assert_eq!(recv(&mut a), format!("{lb}: first"));
     b.send(b"/who").unwrap();
     // B's first frame is the answer: no notice about itself.
-    assert!(recv(&mut b).starts_with("* 2 online: "));
+    assert!(recv(&mut b).starts_with("* 2 online in #lobby: "));
     b.send(b"last").unwrap();
     drop(b);
     assert_eq!(recv(&mut a), format!("{lb}: last"));
@@ -225,8 +231,11 @@ fn notices_order(engine: Engine) {
     common::eventually(|| {
         a.send(b"/who").unwrap();
         let answer = recv(&mut a);
-        assert!(answer.contains(" online: "), "unexpected {answer:?}");
-        (answer == format!("* 1 online: {}", label(&a))).then_some(())
+        assert!(
+            answer.contains(" online in #lobby: "),
+            "unexpected {answer:?}"
+        );
+        (answer == format!("* 1 online in #lobby: {}", label(&a))).then_some(())
     });
 }
 
@@ -267,5 +276,5 @@ fn all_to_all(engine: Engine) {
     }
     // Nothing more is on its way: a last round trip comes back first.
     clients[0].send(b"/who").unwrap();
-    assert!(recv(&mut clients[0]).starts_with(&format!("* {N} online: ")));
+    assert!(recv(&mut clients[0]).starts_with(&format!("* {N} online in #lobby: ")));
 }

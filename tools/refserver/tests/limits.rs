@@ -64,7 +64,7 @@ fn slow_consumer_is_dropped(engine: Engine) {
     };
     let mut slow = common::connect_small_window(srv.addr);
     slow.send(b"/who").unwrap();
-    assert!(recv(&mut slow).contains(" online: "));
+    assert!(recv(&mut slow).contains(" online in #lobby: "));
     let mut reader = srv.join();
     let mut flooder = srv.join();
     let (ls, lr, lf) = (label(&slow), label(&reader), label(&flooder));
@@ -128,7 +128,7 @@ fn server_full(engine: Engine) {
     let mut sixth = srv.connect();
     assert_eq!(closed(&mut sixth), ["! server full"]);
     five[0].send(b"/who").unwrap();
-    assert!(recv(&mut five[0]).starts_with("* 5 online: "));
+    assert!(recv(&mut five[0]).starts_with("* 5 online in #lobby: "));
     let gone = five.pop().expect("five clients");
     let lg = label(&gone);
     drop(gone);
@@ -179,50 +179,68 @@ fn rate_limit(engine: Engine) {
     );
     assert_eq!(recv(&mut a), format!("{lb}: not held back"));
     a.send(b"/who").unwrap();
-    assert!(recv(&mut a).starts_with("* 3 online: "));
+    assert!(recv(&mut a).starts_with("* 3 online in #lobby: "));
 }
 
 /// - each out-of-range option makes kchat-ref exit with status 2 and a message naming the
-///   option and its range;
-/// - so do an unknown option and a missing engine;
-/// - `--help` exits 0.
+///   option, the value and the range;
+/// - so do an unknown option, `--threads` for the uring engine, an unknown engine and a
+///   missing one;
+/// - `--help`, for the program and for each engine, exits 0 and lists the options.
 #[test]
 fn bad_options_exit_2() {
     for (args, needle) in [
         (
             &["epoll", "--max-msg-len", "0"][..],
-            "--max-msg-len 0: allowed range is 1..=1048576",
+            "'--max-msg-len <N>': 0 is not in 1..=1048576",
         ),
         (
             &["uring", "--max-msg-len", "1048577"],
-            "allowed range is 1..=1048576",
+            "1048577 is not in 1..=1048576",
         ),
         (
             &["epoll", "--max-clients", "0"],
-            "--max-clients 0: allowed range is 1..=1000000",
+            "'--max-clients <N>': 0 is not in 1..=1000000",
         ),
         (
             &["epoll", "--max-queue-bytes", "4095"],
-            "allowed range is 4096..=1073741824",
+            "4095 is not in 4096..=1073741824",
         ),
         (
             &["epoll", "--backlog", "70000"],
-            "--backlog 70000: allowed range is 1..=65535",
+            "'--backlog <N>': 70000 is not in 1..=65535",
         ),
         (
             &["epoll", "--notices", "2"],
-            "--notices 2: allowed range is 0..=1",
+            "'--notices <0|1>': 2 is not in 0..=1",
         ),
         (
             &["epoll", "--max-msg-rate", "1000001"],
-            "--max-msg-rate 1000001: allowed range is 0..=1000000",
+            "'--max-msg-rate <N>': 1000001 is not in 0..=1000000",
         ),
         (
             &["epoll", "--port", "65536"],
-            "--port 65536: allowed range is 0..=65535",
+            "'--port <N>': 65536 is not in 0..=65535",
         ),
-        (&["epoll", "--bogus", "1"], "unknown option --bogus"),
-        (&[], "missing engine"),
+        (
+            &["uring", "--history", "1001"],
+            "'--history <N>': 1001 is not in 0..=1000",
+        ),
+        (
+            &["epoll", "--max-rooms", "0"],
+            "'--max-rooms <N>': 0 is not in 1..=100000",
+        ),
+        (
+            &["epoll", "--threads", "1025"],
+            "'--threads <N>': 1025 is not in 0..=1024",
+        ),
+        (&["epoll", "--bogus", "1"], "unexpected argument '--bogus'"),
+        (
+            &["uring", "--threads", "2"],
+            "unexpected argument '--threads'",
+        ),
+        (&["fast"], "unrecognized subcommand 'fast'"),
+        (&[], "requires a subcommand"),
     ] {
         let out = Command::new(common::binary()).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -230,9 +248,16 @@ fn bad_options_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
-    let out = Command::new(common::binary())
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    for (args, needle) in [
+        (&["--help"][..], "uring"),
+        (&["epoll", "--help"], "--threads <N>"),
+        (&["uring", "--help"], "--max-rooms <N>"),
+    ] {
+        let out = Command::new(common::binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(needle),
+            "{args:?}"
+        );
+    }
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader, ErrorKind, Read},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    io::{self, BufRead, BufReader, ErrorKind, Read, Write},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -40,7 +40,10 @@ impl Engine {
 /// A running server, killed when dropped.
 pub struct Server {
     child: Child,
+    /// Its IPv4 loopback address.
     pub addr: SocketAddr,
+    /// Whether it listens on `[::]` (IPv4 and IPv6), not on 0.0.0.0 (no IPv6 here).
+    pub dual_stack: bool,
 }
 
 impl Drop for Server {
@@ -57,8 +60,8 @@ pub fn binary() -> &'static str {
 
 impl Server {
     /// Starts `engine` with `--port 0` and `args`, and reads the port it prints. Returns
-    /// `None`, after printing why, if the engine cannot run on this machine (exit status 3:
-    /// io_uring unavailable); the caller then skips the test.
+    /// `None`, after printing `SKIPPED: io_uring unavailable (WHY) [TEST]` (see [`skip`]), if
+    /// the engine cannot run on this machine (exit status 3); the caller then returns.
     pub fn start(engine: Engine, args: &[&str]) -> Option<Server> {
         let mut child = Command::new(binary())
             .args(engine.args())
@@ -77,11 +80,12 @@ impl Server {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(T).expect("kchat-ref prints its port");
-        if let Some(port) = line.trim().strip_prefix("listening on 0.0.0.0:") {
-            let port: u16 = port.parse().expect("a port number");
+        if let Some(listening) = line.trim().strip_prefix("listening on ") {
+            let listening: SocketAddr = listening.parse().expect("an address and port");
             return Some(Server {
                 child,
-                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, listening.port())),
+                dual_stack: listening.ip() == Ipv6Addr::UNSPECIFIED,
             });
         }
         let status = child.wait().expect("kchat-ref exits");
@@ -92,10 +96,11 @@ impl Server {
             .expect("stderr is piped")
             .read_to_string(&mut err);
         if status.code() == Some(3) {
-            println!(
-                "skipping: the {engine:?} engine cannot run here: {}",
-                err.trim()
-            );
+            let why = err.trim();
+            let why = why
+                .strip_prefix("kchat-ref: io_uring unavailable: ")
+                .unwrap_or(why);
+            skip(&format!("io_uring unavailable ({why})"));
             return None;
         }
         panic!("kchat-ref failed to start ({status}): {err}");
@@ -107,17 +112,70 @@ impl Server {
     }
 
     /// A new client that the server has attached: it asked `/who` and got the answer, so
-    /// everything relayed from now on reaches it.
+    /// everything relayed from now on reaches it. `#lobby`'s history, if the server replayed
+    /// any, is read and dropped.
     pub fn join(&self) -> Conn {
         let mut c = self.connect();
         c.send(b"/who").expect("send /who");
-        let answer = recv(&mut c);
-        assert!(answer.contains(" online: "), "unexpected {answer:?}");
+        let mut answer = recv(&mut c);
+        if let Some(head) = answer.strip_prefix("* last ") {
+            let count = head.strip_suffix(" messages of #lobby:");
+            let count: usize = count
+                .and_then(|n| n.parse().ok())
+                .expect("a history header");
+            for _ in 0..count {
+                recv(&mut c);
+            }
+            answer = recv(&mut c);
+        }
+        assert!(
+            answer.contains(" online in #lobby: "),
+            "unexpected {answer:?}"
+        );
         c
+    }
+
+    /// A new IPv6 client from `[::1]`, or `None` (after saying the test is skipped) if the
+    /// server or this machine has no IPv6.
+    pub fn connect_v6(&self) -> Option<Conn> {
+        if !self.dual_stack {
+            skip("IPv6 unavailable (the server listens on 0.0.0.0)");
+            return None;
+        }
+        match Conn::connect((Ipv6Addr::LOCALHOST, self.addr.port())) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                skip(&format!("IPv6 unavailable (connecting to [::1]: {e})"));
+                None
+            }
+        }
     }
 }
 
-/// The label the server gives `c` before any nick: its `ip:port`.
+/// Says that the running test is skipped, and why, in one line to stderr that the test
+/// harness does not capture: `SKIPPED: WHY [TEST]` (TEST: the test's name, e.g.
+/// `uring::relay_between_two_clients`). The test then returns, and is reported as passed.
+pub fn skip(why: &str) {
+    let test = thread::current().name().unwrap_or("?").to_string();
+    let line = format!("SKIPPED: {why} [{test}]\n");
+    // Written to the stream itself in one piece, not with `eprintln!`, which the test harness
+    // captures.
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Asks `/who` from `c` and returns the answer, dropping the frames that came before it. Also
+/// a round trip: everything `c` sent before has been handled once the answer is back.
+pub fn who(c: &mut Conn) -> String {
+    c.send(b"/who").expect("send /who");
+    loop {
+        let frame = recv(c);
+        if frame.starts_with("* ") && frame.contains(" online in #") {
+            return frame;
+        }
+    }
+}
+
+/// The label the server gives `c` before any nick: its `ip:port` (`[ADDR]:PORT` for IPv6).
 pub fn label(c: &Conn) -> String {
     c.local_addr().expect("local address").to_string()
 }
