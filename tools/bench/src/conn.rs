@@ -3,10 +3,9 @@
 
 use std::io::{self, Write};
 
-use kchat_proto::Decoder;
 use mio::net::TcpStream;
 
-use crate::{resp, shared::Role};
+use crate::{kchat, layout::Role, resp};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub(crate) enum State {
 #[derive(Debug)]
 pub(crate) enum Rx {
     /// kchat frames, reassembled in the decoder's buffer.
-    Kchat(Decoder),
+    Kchat(kchat::Inbox),
     /// RESP replies and pushes.
     Resp(resp::Reader),
 }
@@ -35,7 +34,7 @@ pub(crate) enum Rx {
 /// A client connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    /// Global connection number (see [`crate::shared::Layout`]).
+    /// Global connection number (see [`crate::layout::Layout`]).
     pub(crate) global: usize,
     pub(crate) role: Role,
     /// Receiver row in this thread's tracker.

@@ -62,8 +62,8 @@ struct Worker {
     /// Barrier: when to send the next sync, and the pause after it.
     sync_at: u64,
     sync_pause: u64,
-    /// RESP: everything of a PUBLISH before the payload.
-    publish_prefix: Vec<u8>,
+    /// RESP, per room: everything of a PUBLISH to its channel before the payload.
+    publish_prefixes: Vec<Vec<u8>>,
     /// `--rate`: ns between two messages of one sender; earliest next due time; the timer
     /// that wakes the thread then, and the time it is armed for.
     rate_interval: Option<u64>,
@@ -123,6 +123,7 @@ impl Worker {
             let row = role.receiver.then(|| {
                 rows.push(Row {
                     own_sender: role.sender.filter(|_| layout.protocol == Protocol::Kchat),
+                    room: role.room,
                     active: false,
                 });
                 rows.len() as u32 - 1
@@ -131,7 +132,7 @@ impl Worker {
                 senders.push(conns.len());
             }
             let rx = match layout.protocol {
-                Protocol::Kchat => Rx::Kchat(kchat::decoder()),
+                Protocol::Kchat => Rx::Kchat(kchat::Inbox::new(layout.joins.then_some(role.room))),
                 Protocol::Resp => Rx::Resp(resp::Reader::default()),
             };
             conns.push(Conn::new(g, role, row, rx));
@@ -142,7 +143,9 @@ impl Worker {
         to_connect.sort_by_key(|&i| (!conns[i].role.stalled, i));
         to_connect.reverse();
         let o = &shared.opts;
-        let publish_prefix = resp::publish_prefix(o.channel.as_bytes(), o.payload);
+        let publish_prefixes = (0..layout.rooms as u32)
+            .map(|room| resp::publish_prefix(redis::channel(o, room).as_bytes(), o.payload))
+            .collect();
         let rate_interval = o.rate.map(|r| (1e9 / r).max(1.0) as u64);
         let unresolved = conns.len();
         Self {
@@ -161,7 +164,7 @@ impl Worker {
             measuring: false,
             sync_at: 0,
             sync_pause: SYNC_FIRST,
-            publish_prefix,
+            publish_prefixes,
             rate_interval,
             next_due: None,
             timer: None,
@@ -295,10 +298,19 @@ impl Worker {
             sh.ports[s as usize].store(local.port(), Ordering::Relaxed);
         }
         match sh.layout.protocol {
-            Protocol::Kchat if c.role.stalled => self.park(i),
-            Protocol::Kchat => {}
+            Protocol::Kchat => {
+                // A stalled client sends its join too, but does not wait for the reply.
+                let stalled = c.role.stalled;
+                if sh.layout.joins {
+                    kchat::append_join(&mut c.out, c.role.room);
+                    self.flush(i);
+                }
+                if stalled && self.conns[i].state == State::Open {
+                    self.park(i);
+                }
+            }
             Protocol::Resp if c.role.subscriber => {
-                redis::append_subscribe(&mut c.out, &sh.opts.channel);
+                redis::append_subscribe(&mut c.out, &redis::channel(&sh.opts, c.role.room));
                 self.flush(i);
             }
             Protocol::Resp => {}
@@ -322,7 +334,7 @@ impl Worker {
             return;
         };
         let result = match &mut c.rx {
-            Rx::Kchat(dec) => {
+            Rx::Kchat(inbox) => {
                 let Some(row) = c.row else {
                     return;
                 };
@@ -331,7 +343,7 @@ impl Worker {
                     chunk,
                     closing,
                 };
-                kchat::read(stream, dec, who, &mut self.tracker).map(|()| redis::After::Continue)
+                kchat::read(stream, inbox, who, &mut self.tracker).map(|()| redis::After::Continue)
             }
             Rx::Resp(rd) => {
                 let who = redis::Conn {
@@ -378,7 +390,8 @@ impl Worker {
         self.tracker.error(&format!("connection {g}: {what}"));
         self.shared.progress.fetch_add(1, Ordering::Relaxed);
         let phase = self.shared.phase();
-        if phase >= Phase::Drain || (phase == Phase::Barrier && g == SYNC_CONN) {
+        let syncs = self.shared.layout.syncs();
+        if phase >= Phase::Drain || (phase == Phase::Barrier && syncs && g == SYNC_CONN) {
             self.shared
                 .abort(format!("connection {g} {what} during {phase:?}"));
         }
@@ -386,8 +399,7 @@ impl Worker {
 
     /// True if this thread sends the barrier's syncs.
     fn owns_sync(&self) -> bool {
-        self.shared.layout.protocol == Protocol::Kchat
-            && self.shared.layout.thread_of(SYNC_CONN) == self.thread
+        self.shared.layout.syncs() && self.shared.layout.thread_of(SYNC_CONN) == self.thread
     }
 
     /// Barrier: sends the next sync when its time has come.
@@ -489,7 +501,7 @@ impl Worker {
                 Protocol::Kchat => kchat::append_message(&mut c.out, o.payload, s, seq, sent_ns),
                 Protocol::Resp => redis::append_publish(
                     &mut c.out,
-                    &self.publish_prefix,
+                    &self.publish_prefixes[sh.layout.sender_room(s) as usize],
                     o.payload,
                     s,
                     seq,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The kchat protocol driver: sending messages and syncs as frames, and reading relayed
-//! frames (`LABEL: PAYLOAD`) into the tracker.
+//! The kchat protocol driver: sending messages, syncs and room joins as frames, and reading
+//! relayed frames (`LABEL: PAYLOAD`) into the tracker.
 
 use std::{
     io::{self, Read},
@@ -10,7 +10,7 @@ use std::{
 use kchat_proto::{encode_into, Decoder};
 use mio::net::TcpStream;
 
-use crate::{payload, shared::MAX_SYNCS, sys, tracker::Tracker};
+use crate::{layout::room_name, payload, shared::MAX_SYNCS, sys, tracker::Tracker};
 
 /// What one relayed frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +71,70 @@ pub(crate) fn append_sync(out: &mut Vec<u8>, id: u32) {
     encode_into(&payload::sync(id), out);
 }
 
-/// A kchat decoder sized for relayed frames of any payload the server accepts.
-pub(crate) fn decoder() -> Decoder {
-    // Relayed frames carry a label (at most `[ipv6]:port: `) in front of the message.
-    Decoder::new(kchat_proto::MAX_MSG_LEN_LIMIT + 64)
+/// Appends the frame `/join #ROOM` of room `room`.
+pub(crate) fn append_join(out: &mut Vec<u8>, room: u32) {
+    encode_into(format!("/join #{}", room_name(room)).as_bytes(), out);
+}
+
+/// The start of the server's reply to the joiner of room `room`: `* now in #ROOM (`.
+fn join_reply(room: u32) -> String {
+    format!("* now in #{} (", room_name(room))
+}
+
+/// K from a history replay's heading, `* last K messages of #ROOM:`.
+fn replay_len(notice: &[u8]) -> Option<u32> {
+    let rest = notice.strip_prefix(b"* last ")?;
+    let digits = rest.iter().position(|&b| b == b' ')?;
+    if !rest[digits..].starts_with(b" messages of #") {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// A kchat client's receive side: its decoder, and what it expects before the run's messages.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    dec: Decoder,
+    expect: Expect,
+}
+
+/// What a client expects from the server besides the run's messages.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    /// The room whose join reply the client waits for.
+    joining: Option<u32>,
+    /// Frames of a history replay still to come: messages of earlier runs, not accounted.
+    replay: u32,
+}
+
+impl Inbox {
+    /// The receive side of a client that joins room `joining` (if any) once connected.
+    pub(crate) fn new(joining: Option<u32>) -> Self {
+        Self {
+            // Relayed frames carry a label (at most `[ipv6]:port: `) in front of the message.
+            dec: Decoder::new(kchat_proto::MAX_MSG_LEN_LIMIT + 64),
+            expect: Expect { joining, replay: 0 },
+        }
+    }
+}
+
+impl Expect {
+    /// A notice arrived: it may head a history replay, or be the awaited join reply, which
+    /// counts for the barrier.
+    fn notice(&mut self, text: &[u8], tracker: &Tracker) {
+        if let Some(k) = replay_len(text) {
+            self.replay = k;
+            return;
+        }
+        let Some(room) = self.joining else { return };
+        let reply = join_reply(room);
+        if text.len() >= reply.len() && text[..reply.len()].eq_ignore_ascii_case(reply.as_bytes()) {
+            self.joining = None;
+            let sh = tracker.shared();
+            sh.confirmed.fetch_add(1, Ordering::AcqRel);
+            sh.progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Whom a read is for.
@@ -92,10 +152,11 @@ pub(crate) struct Reader {
 /// `Err` means the connection is finished (closed by the server or broken).
 pub(crate) fn read(
     stream: &mut TcpStream,
-    dec: &mut Decoder,
+    inbox: &mut Inbox,
     who: Reader,
     tracker: &mut Tracker,
 ) -> io::Result<()> {
+    let Inbox { dec, expect } = inbox;
     loop {
         let buf = dec.spare(who.chunk);
         let want = buf.len();
@@ -115,7 +176,7 @@ pub(crate) fn read(
                 Ok(None) => break,
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             };
-            on_frame(frame, who.row, now, tracker);
+            on_frame(frame, expect, who.row, now, tracker);
         }
         if n < want && !who.closing {
             // A short read drained the socket; the next arrival raises a new edge, so the
@@ -127,7 +188,11 @@ pub(crate) fn read(
 }
 
 /// Accounts one frame received by `row`.
-fn on_frame(frame: &[u8], row: u32, now: u64, tracker: &mut Tracker) {
+fn on_frame(frame: &[u8], expect: &mut Expect, row: u32, now: u64, tracker: &mut Tracker) {
+    if expect.replay > 0 {
+        expect.replay -= 1;
+        return;
+    }
     match classify(frame) {
         Frame::Relay { label, payload } => {
             if let Some(id) = payload::parse_sync(payload) {
@@ -136,9 +201,15 @@ fn on_frame(frame: &[u8], row: u32, now: u64, tracker: &mut Tracker) {
                 tracker.deliver(row, Some(label), payload, now);
             }
         }
-        Frame::Notice => {}
+        Frame::Notice => expect.notice(frame, tracker),
         Frame::ServerError(text) => {
-            tracker.error(&format!("server: {}", String::from_utf8_lossy(text)));
+            let text = String::from_utf8_lossy(text);
+            tracker.error(&format!("server: {text}"));
+            if let Some(room) = expect.joining {
+                // The client is not where the run needs it: nothing it receives would count.
+                let room = room_name(room);
+                tracker.shared().abort(format!("joining #{room}: {text}"));
+            }
         }
         Frame::Unknown => tracker.counts.corrupted += 1,
     }
@@ -193,6 +264,21 @@ mod tests {
         assert_eq!(label_port(b"alice"), None);
         assert_eq!(label_port(b"1.2.3.4:99999"), None);
         assert_eq!(label_port(b"1.2.3.4:"), None);
+    }
+
+    /// Checks the texts of rooms: the join command, the reply it waits for, and the heading
+    /// of a history replay (anything else is not one).
+    #[test]
+    fn room_texts() {
+        let mut out = Vec::new();
+        append_join(&mut out, 7);
+        assert_eq!(&out[4..], b"/join #bench-7");
+        assert_eq!(join_reply(7), "* now in #bench-7 (");
+        assert_eq!(replay_len(b"* last 20 messages of #lobby:"), Some(20));
+        assert_eq!(replay_len(b"* last 1 messages of #bench-1:"), Some(1));
+        assert_eq!(replay_len(b"* last x messages of #a:"), None);
+        assert_eq!(replay_len(b"* last 3 left"), None);
+        assert_eq!(replay_len(b"* 1.2.3.4:5 joined"), None);
     }
 
     /// Checks that a message frame is a length header plus exactly the payload.

@@ -2,21 +2,24 @@
 //! `kchat-bench`: the load generator for kchat, the reference servers and Redis pub/sub.
 //!
 //! ```text
-//! kchat-bench [--addr HOST:PORT] [--protocol kchat|resp] [--clients C] [--senders S] ...
+//! kchat-bench [--addr HOST:PORT] [--protocol kchat|resp] [--clients C] [--senders S]
+//!             [--rooms R] ...
 //! kchat-bench report --input FILE.json --markdown OUT.md --svg OUT.svg
 //! ```
 //!
-//! A run connects the clients ([`event_loop`] threads, one epoll each), proves the server has
-//! registered them all (the barrier), then lets every sender send within its window while
-//! every receiver checks, times and accounts each delivery ([`tracker`]). The coordinator
-//! ([`run`]) samples CPU time around the measured interval and writes the [`record`].
+//! A run connects the clients ([`event_loop`] threads, one epoll each; [`layout`] says who
+//! is who and in which room), proves the server has registered them all (the barrier: sync
+//! messages, join replies or subscription confirmations), then lets every sender send within
+//! its window while every receiver checks, times and accounts each delivery ([`tracker`]).
+//! The coordinator ([`run`]) samples CPU time around the measured interval and writes the
+//! [`record`].
 
 mod chart;
 mod conn;
 mod cpu;
 mod event_loop;
-mod histogram;
 mod kchat;
+mod layout;
 mod options;
 mod payload;
 mod record;
@@ -33,18 +36,12 @@ use std::process::ExitCode;
 use options::Command;
 
 fn main() -> ExitCode {
-    let cmd = match options::parse(std::env::args().skip(1)) {
+    let cmd = match options::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("kchat-bench: {e}\n\n{}", options::USAGE);
-            return ExitCode::from(2);
-        }
+        // Usage errors exit with status 2, --help and --version with 0.
+        Err(e) => e.exit(),
     };
     match cmd {
-        Command::Help => {
-            println!("{}", options::USAGE);
-            ExitCode::SUCCESS
-        }
         Command::Report(r) => match report::run(&r) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

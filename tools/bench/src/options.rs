@@ -1,53 +1,64 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The command line: `kchat-bench [run options]` and `kchat-bench report ...`.
+//! The command line (clap): `kchat-bench [run options]` and `kchat-bench report ...`.
 
 use std::{
+    ffi::OsString,
     net::{SocketAddr, ToSocketAddrs},
     path::PathBuf,
     time::Duration,
 };
 
+use clap::{
+    builder::RangedU64ValueParser, error::ErrorKind, value_parser, ArgGroup, Args, CommandFactory,
+    Parser, Subcommand, ValueEnum,
+};
+
 use crate::payload;
 
-/// The usage text printed by `--help` and after an error.
-pub(crate) const USAGE: &str = "\
-usage: kchat-bench [OPTIONS]
-       kchat-bench report --input FILE.json [--markdown OUT.md] [--svg OUT.svg]
+/// Most event-loop threads (completion wake-ups use a 64-bit mask).
+const MAX_THREADS: u64 = 64;
 
-Connects --clients clients to the server; the first --senders of them send --messages
-messages of --payload bytes each, every message must reach every other client.
+/// The exit statuses, shown after the options in `--help`.
+const EXIT_STATUS: &str = "\
+Exit status: 0 if every message reached every recipient intact, in order and once; 1 if \
+anything was lost, duplicated, reordered, corrupted, or any error or abort (the JSON record \
+is still written); 2 for bad usage.";
 
-options (defaults in brackets):
-  --addr HOST:PORT        server address [127.0.0.1:10106]
-  --protocol kchat|resp   kchat frames, or Redis pub/sub (RESP2) [kchat]
-  --clients C             receiving clients (resp: subscribers) [2]
-  --senders S             senders among the clients (resp: extra publisher connections) [1]
-  --stalled N             extra clients that connect and never read; not recipients [0]
-  --payload P             payload bytes per message, at least 24 [64]
-  --messages M            messages per sender [10000]
-  --window W              messages per sender not yet delivered to all recipients [1]
-                          (with --rate: [1024], the most a sender may fall behind)
-  --rate R                open loop: R messages per second per sender [self-clocked]
-  --threads T             event-loop threads [1]
-  --server NAME           label copied into the JSON record [kchat]
-  --scenario NAME         label copied into the JSON record [default]
-  --json FILE             append the result to FILE as one JSON object per line
-  --idle-timeout SECONDS  abort when nothing progresses for this long [10]
-  --duration-limit SECONDS  abort when the whole run takes longer [none]
-  --channel NAME          resp: the pub/sub channel [kchat]
-  --quiet                 no progress line on stderr
-  -h, --help              this text
+/// `kchat-bench`: measures a chat server's throughput, latency, correctness and CPU per message.
+///
+/// Connects --clients clients to the server; the first --senders of them send --messages
+/// messages of --payload bytes each, and every message must reach every other client (with
+/// --rooms: every other client of the sender's room).
+#[derive(Debug, Parser)]
+#[command(
+    name = "kchat-bench",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    after_help = EXIT_STATUS
+)]
+struct Cli {
+    #[command(subcommand)]
+    report: Option<Sub>,
+    #[command(flatten)]
+    run: Options,
+}
 
-Exit status: 0 if every message reached every recipient intact, in order and once;
-1 if anything was lost, duplicated, reordered, corrupted, or any error or abort; 2 for
-bad usage.";
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Markdown tables and an SVG chart from the JSON records of earlier runs.
+    Report(ReportOptions),
+}
 
 /// Which wire protocol the server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Protocol {
-    /// kchat's length-prefixed frames, relayed as `LABEL: PAYLOAD`.
+    // kchat's length-prefixed frames, relayed as `LABEL: PAYLOAD`. (Plain comments: doc
+    // comments would turn `--help` into a list of values.)
     Kchat,
-    /// Redis pub/sub over RESP2.
+    // Redis pub/sub over RESP2.
+    #[value(alias = "redis")]
     Resp,
 }
 
@@ -61,33 +72,93 @@ impl Protocol {
     }
 }
 
-/// Options of a benchmark run; each field is the option of the same name in [`USAGE`].
-#[derive(Debug, Clone)]
+/// Options of a benchmark run.
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Options {
+    /// Server address (a bare host means port 10106).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:10106", value_parser = resolve)]
     pub(crate) addr: SocketAddr,
+    /// kchat frames, or Redis pub/sub (RESP2).
+    #[arg(long, value_enum, default_value_t = Protocol::Kchat)]
     pub(crate) protocol: Protocol,
+    /// Receiving clients (resp: subscribers).
+    #[arg(long, value_name = "C", default_value_t = 2, value_parser = at_least(1))]
     pub(crate) clients: usize,
+    /// Senders among the clients (resp: extra publisher connections).
+    #[arg(long, value_name = "S", default_value_t = 1, value_parser = at_least(1))]
     pub(crate) senders: usize,
+    /// Extra clients that connect and never read; not recipients.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = at_least(0))]
     pub(crate) stalled: usize,
+    /// Payload bytes per message, at least the 24-byte header.
+    #[arg(long, value_name = "P", default_value_t = 64, value_parser = payload_len())]
     pub(crate) payload: usize,
+    /// Messages per sender.
+    #[arg(long, value_name = "M", default_value_t = 10_000, value_parser = value_parser!(u32).range(1..))]
     pub(crate) messages: u32,
-    pub(crate) window: u32,
+    /// Messages per sender not yet delivered to all recipients [default: 1]; with --rate, the
+    /// most a sender may fall behind [default: 1024].
+    #[arg(long, value_name = "W", value_parser = value_parser!(u32).range(1..=1 << 20))]
+    window: Option<u32>,
+    /// Open loop: R messages per second per sender [default: self-clocked].
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
     pub(crate) rate: Option<f64>,
+    /// Event-loop threads.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
     pub(crate) threads: usize,
+    /// Rooms: client i joins `#bench-{i % R}` (resp: subscribes to channel `bench-{i % R}`,
+    /// publisher s publishes to `bench-{s % R}`); a message must reach exactly the other
+    /// members of its sender's room [default: no rooms, every client in one].
+    #[arg(long, value_name = "R", value_parser = at_least(1))]
+    pub(crate) rooms: Option<usize>,
+    /// Label copied into the JSON record.
+    #[arg(long, value_name = "NAME", default_value = "kchat")]
     pub(crate) server: String,
+    /// Label copied into the JSON record.
+    #[arg(long, value_name = "NAME", default_value = "default")]
     pub(crate) scenario: String,
+    /// Append the result to FILE as one JSON object per line.
+    #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
+    /// Abort when nothing progresses for this long.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
     pub(crate) idle_timeout: Duration,
+    /// Abort when the whole run takes longer [default: no limit].
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub(crate) duration_limit: Option<Duration>,
+    /// resp without --rooms: the pub/sub channel.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "kchat",
+        conflicts_with = "rooms"
+    )]
     pub(crate) channel: String,
+    /// No progress line on stderr.
+    #[arg(long)]
     pub(crate) quiet: bool,
 }
 
+impl Options {
+    /// Messages a sender may have outstanding: `--window`, or its default for the mode.
+    pub(crate) fn window(&self) -> u32 {
+        self.window
+            .unwrap_or(if self.rate.is_some() { 1024 } else { 1 })
+    }
+}
+
 /// Options of `kchat-bench report`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("output").required(true).multiple(true).args(["markdown", "svg"])))]
 pub(crate) struct ReportOptions {
+    /// The records: JSON lines as `--json` writes them, or one JSON array.
+    #[arg(long, value_name = "FILE.json")]
     pub(crate) input: PathBuf,
+    /// Write the tables here.
+    #[arg(long, value_name = "OUT.md")]
     pub(crate) markdown: Option<PathBuf>,
+    /// Write the chart here.
+    #[arg(long, value_name = "OUT.svg")]
     pub(crate) svg: Option<PathBuf>,
 }
 
@@ -98,109 +169,33 @@ pub(crate) enum Command {
     Run(Box<Options>),
     /// `kchat-bench report`.
     Report(ReportOptions),
-    /// Print the usage.
-    Help,
 }
 
-/// Most event-loop threads (completion wake-ups use a 64-bit mask).
-const MAX_THREADS: usize = 64;
-
-/// Parses a number-like option value.
-fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
-    v.parse()
-        .map_err(|_| format!("{name}: not a valid number: {v:?}"))
+/// A count of at least `min`.
+fn at_least(min: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(min..)
 }
 
-/// Parses seconds (fractions allowed) into a duration.
-fn seconds(name: &str, v: &str) -> Result<Duration, String> {
-    let s: f64 = num(name, v)?;
-    if !(s > 0.0 && s < 1e9) {
-        return Err(format!("{name}: must be a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(s))
+/// A payload length the header fits in and the server accepts.
+fn payload_len() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new()
+        .range(payload::HEADER_LEN as u64..=kchat_proto::MAX_MSG_LEN_LIMIT as u64)
 }
 
-/// Splits `--name=value` / `--name value` pairs; flags without a value return `None`.
-fn next_option(
-    args: &mut impl Iterator<Item = String>,
-) -> Option<Result<(String, Option<String>), String>> {
-    let arg = args.next()?;
-    if !arg.starts_with('-') {
-        return Some(Err(format!("unexpected argument {arg:?}")));
-    }
-    if let Some((name, value)) = arg.split_once('=') {
-        return Some(Ok((name.to_string(), Some(value.to_string()))));
-    }
-    if matches!(arg.as_str(), "-h" | "--help" | "--quiet") {
-        return Some(Ok((arg, None)));
-    }
-    match args.next() {
-        Some(v) => Some(Ok((arg, Some(v)))),
-        None => Some(Err(format!("{arg}: missing value"))),
+/// Seconds (fractions allowed) as a duration.
+fn seconds(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("expected a positive number of seconds".into()),
     }
 }
 
-/// Parses the arguments after the program name.
-pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args = args.into_iter().peekable();
-    if args.peek().map(String::as_str) == Some("report") {
-        args.next();
-        return parse_report(args);
+/// Messages per second.
+fn positive_rate(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err("expected a positive number of messages per second".into()),
     }
-    let mut o = Options {
-        addr: SocketAddr::from(([127, 0, 0, 1], 10106)),
-        protocol: Protocol::Kchat,
-        clients: 2,
-        senders: 1,
-        stalled: 0,
-        payload: 64,
-        messages: 10_000,
-        window: 1,
-        rate: None,
-        threads: 1,
-        server: "kchat".into(),
-        scenario: "default".into(),
-        json: None,
-        idle_timeout: Duration::from_secs(10),
-        duration_limit: None,
-        channel: "kchat".into(),
-        quiet: false,
-    };
-    let mut window = None;
-    while let Some(opt) = next_option(&mut args) {
-        let (name, value) = opt?;
-        let v = value.unwrap_or_default();
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--quiet" => o.quiet = true,
-            "--addr" => o.addr = resolve(&v)?,
-            "--protocol" => {
-                o.protocol = match v.as_str() {
-                    "kchat" => Protocol::Kchat,
-                    "resp" | "redis" => Protocol::Resp,
-                    _ => return Err(format!("--protocol: kchat or resp, not {v:?}")),
-                }
-            }
-            "--clients" => o.clients = num(&name, &v)?,
-            "--senders" => o.senders = num(&name, &v)?,
-            "--stalled" => o.stalled = num(&name, &v)?,
-            "--payload" => o.payload = num(&name, &v)?,
-            "--messages" => o.messages = num(&name, &v)?,
-            "--window" => window = Some(num(&name, &v)?),
-            "--rate" => o.rate = Some(num(&name, &v)?),
-            "--threads" => o.threads = num(&name, &v)?,
-            "--server" => o.server = v,
-            "--scenario" => o.scenario = v,
-            "--json" => o.json = Some(v.into()),
-            "--idle-timeout" => o.idle_timeout = seconds(&name, &v)?,
-            "--duration-limit" => o.duration_limit = Some(seconds(&name, &v)?),
-            "--channel" => o.channel = v,
-            _ => return Err(format!("unknown option {name}")),
-        }
-    }
-    o.window = window.unwrap_or(if o.rate.is_some() { 1024 } else { 1 });
-    validate(&o)?;
-    Ok(Command::Run(Box::new(o)))
 }
 
 /// Resolves `HOST:PORT` (a bare host means port 10106).
@@ -212,99 +207,113 @@ fn resolve(v: &str) -> Result<SocketAddr, String> {
     };
     with_port
         .to_socket_addrs()
-        .map_err(|e| format!("--addr {v}: {e}"))?
+        .map_err(|e| e.to_string())?
         .next()
-        .ok_or_else(|| format!("--addr {v}: no address"))
+        .ok_or_else(|| "no address".into())
 }
 
-/// Checks that the options make a runnable benchmark.
-fn validate(o: &Options) -> Result<(), String> {
-    let min_clients = match o.protocol {
-        Protocol::Kchat => 2,
-        Protocol::Resp => 1,
-    };
-    if o.clients < min_clients {
-        return Err(format!("--clients must be at least {min_clients}"));
-    }
-    if o.senders == 0 || (o.protocol == Protocol::Kchat && o.senders > o.clients) {
-        return Err("--senders must be 1 ..= --clients".into());
-    }
-    if o.payload < payload::HEADER_LEN || o.payload > kchat_proto::MAX_MSG_LEN_LIMIT {
-        return Err(format!(
-            "--payload must be {} ..= {} bytes",
-            payload::HEADER_LEN,
-            kchat_proto::MAX_MSG_LEN_LIMIT
-        ));
-    }
-    if o.messages == 0 || o.window == 0 || o.window > 1 << 20 {
-        return Err("--messages must be positive and --window 1 ..= 1048576".into());
-    }
-    if o.threads == 0 || o.threads > MAX_THREADS {
-        return Err(format!("--threads must be 1 ..= {MAX_THREADS}"));
-    }
-    if let Some(r) = o.rate {
-        if !(r > 0.0 && r.is_finite()) {
-            return Err("--rate must be a positive number of messages per second".into());
+/// Parses the arguments after the program name. The error prints itself (usage, or the
+/// help and version texts) and knows its exit status: `clap::Error::exit`.
+pub(crate) fn parse<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let program = std::iter::once(OsString::from("kchat-bench"));
+    let cli = Cli::try_parse_from(program.chain(args.into_iter().map(Into::into)))?;
+    match cli.report {
+        Some(Sub::Report(r)) => Ok(Command::Report(r)),
+        None => {
+            check(&cli.run).map_err(|e| Cli::command().error(ErrorKind::ArgumentConflict, e))?;
+            Ok(Command::Run(Box::new(cli.run)))
         }
     }
-    Ok(())
 }
 
-/// Parses `report` options.
-fn parse_report(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
-    let (mut input, mut markdown, mut svg) = (None, None, None);
-    while let Some(opt) = next_option(&mut args) {
-        let (name, value) = opt?;
-        let v = value.map(PathBuf::from);
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--input" => input = v,
-            "--markdown" => markdown = v,
-            "--svg" => svg = v,
-            _ => return Err(format!("report: unknown option {name}")),
+/// Checks what clap cannot see option by option: that the options make a runnable benchmark.
+fn check(o: &Options) -> Result<(), String> {
+    match o.protocol {
+        Protocol::Kchat if o.clients < 2 => Err("--clients must be at least 2 for kchat".into()),
+        Protocol::Kchat if o.senders > o.clients => {
+            Err("--senders must not exceed --clients for kchat".into())
         }
+        // Every sender needs another client in its room.
+        Protocol::Kchat if o.rooms.is_some_and(|r| r * 2 > o.clients) => {
+            Err("--rooms R needs --clients of at least 2R for kchat".into())
+        }
+        Protocol::Resp if o.rooms.is_some_and(|r| r > o.clients) => {
+            Err("--rooms must not exceed --clients (every room needs a subscriber)".into())
+        }
+        _ => Ok(()),
     }
-    let input = input.ok_or("report: --input FILE is required")?;
-    if markdown.is_none() && svg.is_none() {
-        return Err("report: give --markdown OUT.md and/or --svg OUT.svg".into());
-    }
-    Ok(Command::Report(ReportOptions {
-        input,
-        markdown,
-        svg,
-    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Options, String> {
-        match parse(args.iter().map(|s| s.to_string()))? {
+    fn run(args: &[&str]) -> Result<Options, clap::Error> {
+        match parse(args)? {
             Command::Run(o) => Ok(*o),
-            other => Err(format!("{other:?}")),
+            other => panic!("{other:?}"),
         }
     }
 
+    /// Checks clap's own consistency checks over the whole command definition.
+    #[test]
+    fn definition() {
+        Cli::command().debug_assert();
+    }
+
     /// Checks defaults, both `--name value` and `--name=value`, the rate-mode window default,
-    /// and that impossible combinations are refused.
+    /// rooms, and that impossible values and combinations are refused as usage errors.
     #[test]
     fn parsing() {
         let o = run(&[]).unwrap();
-        assert_eq!((o.clients, o.senders, o.payload, o.window), (2, 1, 64, 1));
+        assert_eq!((o.clients, o.senders, o.payload, o.window()), (2, 1, 64, 1));
         assert_eq!(o.addr.port(), 10106);
+        assert_eq!((o.rooms, o.idle_timeout), (None, Duration::from_secs(10)));
         let o = run(&["--clients", "10", "--senders=3", "--protocol", "resp"]).unwrap();
         assert_eq!((o.clients, o.senders, o.protocol), (10, 3, Protocol::Resp));
-        assert_eq!(run(&["--rate", "100"]).unwrap().window, 1024);
-        assert_eq!(run(&["--rate", "100", "--window", "8"]).unwrap().window, 8);
-        assert!(run(&["--clients", "1"]).is_err());
-        assert!(run(&["--senders", "3"]).is_err());
-        assert!(run(&["--payload", "10"]).is_err());
-        assert!(run(&["--bogus", "1"]).is_err());
-        assert!(run(&["--clients"]).is_err());
+        assert_eq!(
+            run(&["--protocol", "redis"]).unwrap().protocol,
+            Protocol::Resp
+        );
+        assert_eq!(run(&["--rate", "100"]).unwrap().window(), 1024);
+        assert_eq!(
+            run(&["--rate", "100", "--window", "8"]).unwrap().window(),
+            8
+        );
+        let o = run(&["--clients", "1000", "--senders", "1000", "--rooms", "100"]).unwrap();
+        assert_eq!(o.rooms, Some(100));
+        for bad in [
+            &["--clients", "1"][..],
+            &["--senders", "3"],
+            &["--payload", "10"],
+            &["--threads", "65"],
+            &["--window", "0"],
+            &["--rate", "-1"],
+            &["--idle-timeout", "0"],
+            &["--bogus", "1"],
+            &["--clients"],
+            &["--clients", "5", "--rooms", "3"],
+            &["--rooms", "2", "--channel", "x"],
+            &["--protocol", "resp", "--clients", "2", "--rooms", "3"],
+        ] {
+            let e = run(bad).expect_err(&format!("{bad:?} accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        assert_eq!(run(&["--help"]).unwrap_err().exit_code(), 0);
+    }
+
+    /// Checks the report subcommand: input and at least one output required, no run options.
+    #[test]
+    fn report() {
         assert!(matches!(
-            parse(["report", "--input", "a.json", "--svg", "b.svg"].map(String::from)),
+            parse(["report", "--input", "a.json", "--svg", "b.svg"]),
             Ok(Command::Report(_))
         ));
+        assert!(parse(["report", "--input", "a.json"]).is_err());
+        assert!(parse(["--clients", "3", "report", "--input", "a", "--svg", "b"]).is_err());
     }
 }

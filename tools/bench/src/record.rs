@@ -26,7 +26,10 @@ pub(crate) struct Record {
     pub(crate) threads: u64,
     /// `--rate` (messages per second per sender), absent when self-clocked.
     pub(crate) rate: Option<f64>,
-    /// Recipients per message (kchat: connected clients - 1; RESP: subscribers).
+    /// `--rooms`, absent without rooms.
+    pub(crate) rooms: Option<u64>,
+    /// Recipients per message (kchat: connected clients of the sender's room - 1; RESP:
+    /// subscribers of its channel), averaged over the senders and rounded.
     pub(crate) recipients: u64,
     /// Messages sent, and messages received by recipients (each copy counts).
     pub(crate) sent: u64,
@@ -82,9 +85,10 @@ impl Record {
             stalled: o.stalled as u64,
             payload_bytes: o.payload as u64,
             messages_per_sender: u64::from(o.messages),
-            window: u64::from(o.window),
+            window: u64::from(o.window()),
             threads: o.threads as u64,
             rate: o.rate,
+            rooms: o.rooms.map(|r| r as u64),
             kernel: kernel_release(),
             unix_time: std::time::SystemTime::now()
                 .duration_since(std::time::SystemTime::UNIX_EPOCH)

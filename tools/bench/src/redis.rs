@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The Redis pub/sub driver: subscribers `SUBSCRIBE` to one channel and receive `message`
-//! pushes; publishers send `PUBLISH channel <payload>` and read one integer reply each.
+//! The Redis pub/sub driver: subscribers `SUBSCRIBE` to one channel (with rooms, their
+//! room's) and receive `message` pushes; publishers send `PUBLISH channel <payload>` and read
+//! one integer reply each.
 
 use std::{
     io::{self, Read},
@@ -10,11 +11,21 @@ use std::{
 use mio::net::TcpStream;
 
 use crate::{
+    layout::room_name,
+    options::Options,
     payload,
     resp::{self, Item, Value},
     sys,
     tracker::Tracker,
 };
+
+/// The channel of room `room`: `--channel` without rooms, else the room's name.
+pub(crate) fn channel(o: &Options, room: u32) -> String {
+    match o.rooms {
+        Some(_) => room_name(room),
+        None => o.channel.clone(),
+    }
+}
 
 /// Appends `SUBSCRIBE channel`.
 pub(crate) fn append_subscribe(out: &mut Vec<u8>, channel: &str) {
@@ -113,7 +124,7 @@ fn on_value(v: Value<'_>, conn: Conn, now: u64, tracker: &mut Tracker) -> After 
             }
             [Item::Bulk(Some(b"subscribe")), _, _, _] => {
                 let sh = tracker.shared();
-                sh.subscribed.fetch_add(1, Ordering::AcqRel);
+                sh.confirmed.fetch_add(1, Ordering::AcqRel);
                 sh.progress.fetch_add(1, Ordering::Relaxed);
                 if conn.row.is_none() {
                     return After::StopReading;

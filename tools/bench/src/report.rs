@@ -187,10 +187,11 @@ pub(crate) fn markdown(scenarios: &[Scenario], source: &str, runs: usize) -> Str
 /// One scenario's table.
 fn scenario_table(md: &mut String, sc: &Scenario) {
     let f = &sc.first;
+    let rooms = f.rooms.map_or(String::new(), |r| format!(" in {r} rooms"));
     let _ = writeln!(
         md,
-        "## {}\n\n{} clients, {} senders, {} stalled, {} B payload, {} messages per sender, \
-         window {}, protocol {}.\n",
+        "## {}\n\n{} clients{rooms}, {} senders, {} stalled, {} B payload, {} messages per \
+         sender, window {}, protocol {}.\n",
         sc.name,
         f.clients,
         f.senders,
@@ -318,7 +319,10 @@ mod tests {
             rec("fanout", "ref-epoll", 100.0, 20.0, 4.0),
             rec("fanout", "kchat", 500.0, 30.0, 3.0),
             rec("fanout", "redis", 150.0, 40.0, 2.0),
-            rec("solo", "redis", 1.0, 1.0, 1.0),
+            Record {
+                rooms: Some(2),
+                ..rec("solo", "redis", 1.0, 1.0, 1.0)
+            },
         ];
         let sc = group(&recs);
         assert_eq!(sc.len(), 2);
@@ -343,6 +347,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 2.00 | 2.00 (redis) | 1.00x |"), "{md}");
+        assert!(
+            md.contains("## solo\n\n0 clients in 2 rooms, 0 senders"),
+            "{md}"
+        );
         assert_eq!(thousands(1_234_567.4), "1,234,567");
     }
 

@@ -12,12 +12,11 @@ use std::{
 use crate::{
     cpu::{CpuSample, CpuUse},
     event_loop,
-    histogram::Histogram,
     options::{Options, Protocol},
     record::Record,
     shared::{Phase, Shared, SYNC_CONN},
     sys,
-    tracker::{Counts, Tracker},
+    tracker::{latency_histogram, Counts, Tracker},
 };
 
 /// How often the coordinator looks at the run while waiting for a condition.
@@ -79,8 +78,7 @@ impl Watch<'_> {
         let sh = self.shared;
         let d = sh.deliveries.load(Ordering::Relaxed);
         let line = if sh.phase() == Phase::Measure {
-            let total = sh.target.load(Ordering::Relaxed)
-                * u64::from(sh.recipients.load(Ordering::Relaxed));
+            let total = sh.expected.load(Ordering::Relaxed);
             let rate = (d - self.last_deliveries) as f64 / dt.as_secs_f64();
             format!("measuring: {d}/{total} deliveries, {rate:.0} msg/s")
         } else {
@@ -164,10 +162,12 @@ pub(crate) fn run(opts: Options) -> Result<Record, String> {
     Ok(build(&shared, phases, end_sample, trackers))
 }
 
-/// Timings of the setup phases and the sample taken when measuring began.
+/// Timings of the setup phases, and what was fixed when measuring began.
 struct Phases {
     connect_s: f64,
     barrier_s: f64,
+    /// Recipients per message, averaged over the senders.
+    recipients: f64,
     start: Option<CpuSample>,
 }
 
@@ -177,6 +177,7 @@ fn drive(w: &mut Watch<'_>) -> Phases {
     let mut ph = Phases {
         connect_s: 0.0,
         barrier_s: 0.0,
+        recipients: 0.0,
         start: None,
     };
     let t = Instant::now();
@@ -192,19 +193,13 @@ fn drive(w: &mut Watch<'_>) -> Phases {
         return ph;
     }
     ph.barrier_s = t.elapsed().as_secs_f64();
-    let receivers = sh.count_alive(|r| r.receiver);
-    let senders = sh.count_alive(|r| r.sender.is_some());
-    let recipients = match sh.layout.protocol {
-        Protocol::Kchat => receivers.saturating_sub(1),
-        Protocol::Resp => receivers,
-    };
-    if recipients == 0 || senders == 0 {
-        sh.abort("no sender or no recipient connected".into());
-        return ph;
+    match sh.fix_recipients() {
+        Ok(r) => ph.recipients = r,
+        Err(e) => {
+            sh.abort(e);
+            return ph;
+        }
     }
-    sh.recipients.store(recipients as u32, Ordering::Release);
-    let target = senders as u64 * u64::from(sh.opts.messages);
-    sh.target.store(target, Ordering::Release);
     ph.start = Some(CpuSample::take());
     sh.t0_ns.store(sys::monotonic_ns(), Ordering::Release);
     sh.set_phase(Phase::Measure);
@@ -213,13 +208,20 @@ fn drive(w: &mut Watch<'_>) -> Phases {
 }
 
 /// The barrier: for kchat, until one sync reached every other client, then until the
-/// last sync sent arrived everywhere (or [`DRAIN_MAX`]); for RESP, every subscription
-/// confirmed.
+/// last sync sent arrived everywhere (or [`DRAIN_MAX`]); for kchat with rooms, every
+/// client's join confirmed; for RESP, every subscription confirmed.
 fn barrier(w: &mut Watch<'_>) -> bool {
     let sh = w.shared;
+    let confirmed = |sh: &Shared| sh.confirmed.load(Ordering::Acquire) as usize;
     if sh.layout.protocol == Protocol::Resp {
         return w.until("subscribing", |sh| {
-            sh.subscribed.load(Ordering::Acquire) as usize >= sh.count_alive(|r| r.subscriber)
+            confirmed(sh) >= sh.count_alive(|r| r.subscriber)
+        });
+    }
+    if !sh.layout.syncs() {
+        // Stalled clients do not wait for their reply.
+        return w.until("joining rooms", |sh| {
+            confirmed(sh) >= sh.count_alive(|r| r.receiver)
         });
     }
     if !sh.alive[SYNC_CONN].load(Ordering::Acquire) {
@@ -263,13 +265,14 @@ fn build(sh: &Shared, ph: Phases, end: CpuSample, mut trackers: Vec<Tracker>) ->
     let o = &sh.opts;
     let sent: Vec<u32> = sh.sent.iter().map(|s| s.load(Ordering::Acquire)).collect();
     let mut counts = Counts::default();
-    let mut hist = Histogram::new();
+    let mut hist = latency_histogram();
     for t in &mut trackers {
         if ph.start.is_some() {
             t.count_tail_losses(&sent);
         }
         counts.add(&t.counts);
-        hist.merge(&t.hist);
+        hist.add(&t.hist)
+            .expect("latency histograms share their bounds");
     }
     let aborted = sh.phase() != Phase::Done;
     let abort_reason = aborted.then(|| sh.abort_reason()).flatten();
@@ -292,18 +295,15 @@ fn build(sh: &Shared, ph: Phases, end: CpuSample, mut trackers: Vec<Tracker>) ->
         && counts.lost + counts.duplicated + counts.reordered + counts.corrupted + counts.errors
             == 0;
     Record {
-        recipients: match ph.start {
-            Some(_) => u64::from(sh.recipients.load(Ordering::Acquire)),
-            None => 0,
-        },
+        recipients: ph.recipients.round() as u64,
         sent: sent.iter().map(|&s| u64::from(s)).sum(),
         deliveries: counts.deliveries,
         msgs_per_s: per_s(counts.deliveries as f64),
         mb_per_s: per_s(counts.bytes as f64 / 1e6),
-        p50_us: us(hist.quantile(0.50)),
-        p90_us: us(hist.quantile(0.90)),
-        p99_us: us(hist.quantile(0.99)),
-        p999_us: us(hist.quantile(0.999)),
+        p50_us: us(hist.value_at_quantile(0.50)),
+        p90_us: us(hist.value_at_quantile(0.90)),
+        p99_us: us(hist.value_at_quantile(0.99)),
+        p999_us: us(hist.value_at_quantile(0.999)),
         max_us: us(hist.max()),
         mean_us: hist.mean() / 1e3,
         lost: counts.lost,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! State shared by the coordinator and the event-loop threads: the run's phase, who owns
-//! which connection, and each sender's window (which messages every recipient has).
+//! State shared by the coordinator and the event-loop threads: the run's phase, which
+//! connections are up, and each sender's window (which messages every recipient has).
 
 use std::{
     sync::{
@@ -13,7 +13,8 @@ use std::{
 use mio::Waker;
 
 use crate::{
-    options::{Options, Protocol},
+    layout::{Layout, Role},
+    options::Options,
     sys,
 };
 
@@ -53,83 +54,6 @@ impl Phase {
     }
 }
 
-/// What a connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Role {
-    /// Sender id if this connection sends (kchat: client `s`; RESP: publisher `s`).
-    pub(crate) sender: Option<u32>,
-    /// Connects and never reads (after subscribing, for RESP); not a recipient.
-    pub(crate) stalled: bool,
-    /// Receives messages (kchat: every non-stalled client; RESP: non-stalled subscribers).
-    pub(crate) receiver: bool,
-    /// RESP: a subscriber connection (stalled or not).
-    pub(crate) subscriber: bool,
-}
-
-/// How connections are numbered and spread over threads.
-///
-/// Global connection numbers: kchat `0..C` are the clients (the first S send), `C..C+N` the
-/// stalled ones; RESP `0..C` subscribers, `C..C+N` stalled subscribers, `C+N..C+N+S`
-/// publishers. Connection `g` belongs to thread `g % T`, at index `g / T` there.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Layout {
-    pub(crate) protocol: Protocol,
-    pub(crate) clients: usize,
-    pub(crate) stalled: usize,
-    pub(crate) senders: usize,
-    pub(crate) threads: usize,
-}
-
-impl Layout {
-    /// Number of connections.
-    pub(crate) fn total(&self) -> usize {
-        match self.protocol {
-            Protocol::Kchat => self.clients + self.stalled,
-            Protocol::Resp => self.clients + self.stalled + self.senders,
-        }
-    }
-
-    /// The role of connection `g`.
-    pub(crate) fn role(&self, g: usize) -> Role {
-        let stalled = g >= self.clients && g < self.clients + self.stalled;
-        match self.protocol {
-            Protocol::Kchat => Role {
-                sender: (g < self.senders).then_some(g as u32),
-                stalled,
-                receiver: !stalled,
-                subscriber: false,
-            },
-            Protocol::Resp => {
-                let publisher = g >= self.clients + self.stalled;
-                Role {
-                    sender: publisher.then(|| (g - self.clients - self.stalled) as u32),
-                    stalled,
-                    receiver: g < self.clients,
-                    subscriber: !publisher,
-                }
-            }
-        }
-    }
-
-    /// The connection of sender `s`.
-    pub(crate) fn sender_conn(&self, s: u32) -> usize {
-        match self.protocol {
-            Protocol::Kchat => s as usize,
-            Protocol::Resp => self.clients + self.stalled + s as usize,
-        }
-    }
-
-    /// The thread that owns connection `g`.
-    pub(crate) fn thread_of(&self, g: usize) -> usize {
-        g % self.threads
-    }
-
-    /// Connections of thread `t`, in global order.
-    pub(crate) fn conns_of(&self, t: usize) -> impl Iterator<Item = usize> {
-        (t..self.total()).step_by(self.threads)
-    }
-}
-
 /// The connection that sends the kchat barrier's sync messages.
 pub(crate) const SYNC_CONN: usize = 0;
 
@@ -158,10 +82,12 @@ pub(crate) struct Shared {
     slots: Box<[AtomicU32]>,
     /// Slots per sender: the most messages a sender may have outstanding.
     pub(crate) ring: u32,
-    /// Recipients per message, fixed when measuring starts.
-    pub(crate) recipients: AtomicU32,
+    /// Per sender: recipients of each of its messages, fixed when measuring starts.
+    pub(crate) recipients: Box<[AtomicU32]>,
     /// Messages to complete in all (live senders x messages).
     pub(crate) target: AtomicU64,
+    /// Deliveries that make a complete run (each message times its recipients).
+    pub(crate) expected: AtomicU64,
     pub(crate) completed_total: AtomicU64,
     /// Deliveries so far (published by the threads once per event batch).
     pub(crate) deliveries: AtomicU64,
@@ -172,8 +98,8 @@ pub(crate) struct Shared {
     /// Sync messages sent, and per sync id the clients that received it.
     pub(crate) sync_sent: AtomicU32,
     pub(crate) sync_counts: Box<[AtomicU32]>,
-    /// RESP: subscribe confirmations received.
-    pub(crate) subscribed: AtomicU32,
+    /// Confirmations received: RESP, of subscriptions; kchat with rooms, of joins.
+    pub(crate) confirmed: AtomicU32,
     /// Start and end of the measured interval, monotonic ns.
     pub(crate) t0_ns: AtomicU64,
     pub(crate) end_ns: AtomicU64,
@@ -206,14 +132,8 @@ fn atomics<T: Default>(n: usize) -> Box<[T]> {
 impl Shared {
     /// State for a run with `opts`.
     pub(crate) fn new(opts: Options) -> Self {
-        let layout = Layout {
-            protocol: opts.protocol,
-            clients: opts.clients,
-            stalled: opts.stalled,
-            senders: opts.senders,
-            threads: opts.threads,
-        };
-        let ring = opts.window;
+        let layout = Layout::new(&opts);
+        let ring = opts.window();
         let s = opts.senders;
         // Large reads when there are few connections, bounded memory when there are many;
         // always room for two of the largest frames.
@@ -232,15 +152,16 @@ impl Shared {
             completed: atomics(s),
             slots: atomics(s * ring as usize),
             ring,
-            recipients: AtomicU32::new(u32::MAX),
+            recipients: atomics(s),
             target: AtomicU64::new(u64::MAX),
+            expected: AtomicU64::new(u64::MAX),
             completed_total: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             progress: AtomicU64::new(0),
             connect_done: AtomicUsize::new(0),
             sync_sent: AtomicU32::new(0),
             sync_counts: atomics(MAX_SYNCS),
-            subscribed: AtomicU32::new(0),
+            confirmed: AtomicU32::new(0),
             t0_ns: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
             read_chunk,
@@ -375,39 +296,98 @@ impl Shared {
             .filter(|&g| pred(self.layout.role(g)) && self.alive[g].load(Ordering::Acquire))
             .count()
     }
+
+    /// Fixes, as measuring starts, each live sender's recipients (the live receivers of its
+    /// room, itself excluded), the target and the expected deliveries. Returns the recipients
+    /// per message averaged over the live senders, or why the run cannot measure anything.
+    pub(crate) fn fix_recipients(&self) -> Result<f64, String> {
+        let layout = &self.layout;
+        let alive = |g: usize| self.alive[g].load(Ordering::Acquire);
+        let mut per_room = vec![0u32; layout.rooms];
+        for g in (0..layout.total()).filter(|&g| alive(g)) {
+            let role = layout.role(g);
+            if role.receiver {
+                per_room[role.room as usize] += 1;
+            }
+        }
+        let (mut senders, mut sum) = (0u64, 0u64);
+        for s in 0..layout.senders as u32 {
+            let g = layout.sender_conn(s);
+            if !alive(g) {
+                continue;
+            }
+            let role = layout.role(g);
+            // A kchat sender is a receiver of its own room, but not of its own messages.
+            let n = per_room[role.room as usize] - u32::from(role.receiver);
+            if n == 0 {
+                return Err(format!("sender {s} has no recipient connected"));
+            }
+            self.recipients[s as usize].store(n, Ordering::Release);
+            senders += 1;
+            sum += u64::from(n);
+        }
+        if senders == 0 {
+            return Err("no sender connected".into());
+        }
+        let messages = u64::from(self.opts.messages);
+        self.target.store(senders * messages, Ordering::Release);
+        self.expected.store(sum * messages, Ordering::Release);
+        Ok(sum as f64 / senders as f64)
+    }
+}
+
+#[cfg(test)]
+impl Shared {
+    /// State for a run with the command line `args`.
+    pub(crate) fn from_args(args: &[&str]) -> Self {
+        match crate::options::parse(args) {
+            Ok(crate::options::Command::Run(o)) => Shared::new(*o),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layout(protocol: Protocol) -> Layout {
-        Layout {
-            protocol,
-            clients: 4,
-            stalled: 2,
-            senders: 2,
-            threads: 2,
+    /// Shared state of a run with `args` whose connections `up` are connected.
+    fn shared(args: &[&str], up: &[usize]) -> Shared {
+        let sh = Shared::from_args(args);
+        for &g in up {
+            sh.alive[g].store(true, Ordering::Relaxed);
         }
+        sh
     }
 
-    /// Checks connection numbering for both protocols: senders, stalled and receivers are
-    /// where the layout says, and each thread gets every other connection.
+    /// Checks the recipients fixed as measuring starts, with 4 kchat clients in 2 rooms
+    /// ({0, 2}, {1, 3}), clients 0 and 1 sending 10 messages: one recipient each when all are
+    /// up; a dead sender is left out; a sender whose room has nobody else, or no sender at
+    /// all, stops the run.
     #[test]
-    fn roles() {
-        let k = layout(Protocol::Kchat);
-        assert_eq!(k.total(), 6);
-        assert_eq!(k.role(1).sender, Some(1));
-        assert!(k.role(3).receiver && k.role(3).sender.is_none());
-        assert!(k.role(4).stalled && !k.role(4).receiver);
-        assert_eq!(k.sender_conn(1), 1);
-        assert_eq!(k.conns_of(1).collect::<Vec<_>>(), vec![1, 3, 5]);
-        let r = layout(Protocol::Resp);
-        assert_eq!(r.total(), 8);
-        assert!(r.role(0).receiver && r.role(0).subscriber);
-        assert!(r.role(5).stalled && r.role(5).subscriber && !r.role(5).receiver);
-        assert_eq!(r.role(7).sender, Some(1));
-        assert!(!r.role(7).receiver && !r.role(7).subscriber);
-        assert_eq!(r.sender_conn(1), 7);
+    fn recipients() {
+        let args = [
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--rooms",
+            "2",
+            "--messages",
+            "10",
+        ];
+        let sh = shared(&args, &[0, 1, 2, 3]);
+        assert_eq!(sh.fix_recipients(), Ok(1.0));
+        assert_eq!(sh.target.load(Ordering::Relaxed), 20);
+        assert_eq!(sh.expected.load(Ordering::Relaxed), 20);
+        let sh = shared(&args, &[1, 2, 3]);
+        assert_eq!(sh.fix_recipients(), Ok(1.0));
+        assert_eq!(sh.target.load(Ordering::Relaxed), 10);
+        let sh = shared(&args, &[0, 1, 3]);
+        assert_eq!(
+            sh.fix_recipients(),
+            Err("sender 0 has no recipient connected".into())
+        );
+        assert!(shared(&args, &[2, 3]).fix_recipients().is_err());
     }
 }

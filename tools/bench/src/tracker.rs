@@ -1,17 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The receiving side's accounting, one per thread: checks every delivered payload, times it,
-//! tracks order per (receiver, sender), and tells senders when a message reached everyone.
+//! The receiving side's accounting, one per thread: checks every delivered payload (and that
+//! it reached a member of its sender's room), times it, tracks order per (receiver, sender),
+//! and tells senders when a message reached everyone.
 
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc},
 };
 
+use hdrhistogram::Histogram;
+
 use crate::{
-    histogram::Histogram,
     payload::{self, Check},
-    shared::Shared,
+    shared::{Phase, Shared},
 };
+
+/// The largest latency the histogram tells apart, ns (an hour); longer ones count as this.
+const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
+
+/// An empty latency histogram (ns): 3 significant digits, so every percentile, the mean and
+/// the maximum are within 0.1 %.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_max(LATENCY_MAX_NS, 3).expect("valid histogram bounds")
+}
 
 /// What went right and wrong, summed over receivers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +62,8 @@ impl Counts {
 pub(crate) struct Row {
     /// kchat: this client's own sender id, whose messages it must not receive.
     pub(crate) own_sender: Option<u32>,
+    /// The room it is in: it must receive exactly the messages sent to this room.
+    pub(crate) room: u32,
     /// Connected when measuring started, so it counts as a recipient.
     pub(crate) active: bool,
 }
@@ -69,7 +82,8 @@ pub(crate) struct Tracker {
     /// arrival is told apart from a duplicate.
     missing: HashMap<(u32, u32), Vec<u32>>,
     pub(crate) counts: Counts,
-    pub(crate) hist: Histogram,
+    /// Latencies, ns.
+    pub(crate) hist: Histogram<u64>,
     /// Senders of this thread that completed a message since the last pump.
     local_ready: Vec<u32>,
     /// Threads to wake because their senders completed a message.
@@ -77,7 +91,8 @@ pub(crate) struct Tracker {
     published: u64,
     started: bool,
     t0: u64,
-    recipients: u32,
+    /// Per sender: recipients of each message.
+    recipients: Vec<u32>,
     target: u64,
 }
 
@@ -102,26 +117,33 @@ impl Tracker {
             rows,
             missing: HashMap::new(),
             counts: Counts::default(),
-            hist: Histogram::new(),
+            hist: latency_histogram(),
             local_ready: Vec::new(),
             wake_mask: 0,
             published: 0,
             started: false,
             t0: 0,
-            recipients: u32::MAX,
+            recipients: Vec::new(),
             target: u64::MAX,
             shared,
         }
     }
 
-    /// Reads the measured interval's parameters (set before the phase became Measure).
-    pub(crate) fn start(&mut self) {
-        if !self.started {
+    /// Reads the measured interval's parameters (set before the phase became Measure); false
+    /// if measuring has not started yet.
+    pub(crate) fn start(&mut self) -> bool {
+        if !self.started && self.shared.phase() >= Phase::Measure {
             self.started = true;
-            self.t0 = self.shared.t0_ns.load(Ordering::Acquire);
-            self.recipients = self.shared.recipients.load(Ordering::Acquire);
-            self.target = self.shared.target.load(Ordering::Acquire);
+            let sh = &*self.shared;
+            self.t0 = sh.t0_ns.load(Ordering::Acquire);
+            self.recipients = sh
+                .recipients
+                .iter()
+                .map(|r| r.load(Ordering::Acquire))
+                .collect();
+            self.target = sh.target.load(Ordering::Acquire);
         }
+        self.started
     }
 
     /// The state shared with the other threads.
@@ -138,7 +160,11 @@ impl Tracker {
     /// Accounts one received message payload at receiver `row`, received at `now` (ns).
     /// `label` is the kchat label it came with (`None` for RESP).
     pub(crate) fn deliver(&mut self, row: u32, label: Option<&[u8]>, p: &[u8], now: u64) {
-        self.start();
+        if !self.start() {
+            // Nobody sent a message yet: this is none of them.
+            self.counts.corrupted += 1;
+            return;
+        }
         let (h, intact) = match payload::check(p) {
             Check::Intact(h) => (h, true),
             Check::Corrupt(h) => (h, false),
@@ -158,6 +184,10 @@ impl Tracker {
             self.error("the server sent a client its own message");
             return;
         }
+        if self.shared.layout.sender_room(h.sender) != r.room {
+            self.error("a message reached a client outside its sender's room");
+            return;
+        }
         let label_ok = label.is_none_or(|l| {
             crate::kchat::label_port(l) == Some(self.shared.ports[s].load(Ordering::Relaxed))
         });
@@ -171,7 +201,7 @@ impl Tracker {
         self.counts.deliveries += 1;
         self.counts.bytes += p.len() as u64;
         if time_ok {
-            self.hist.record(now - h.sent_ns);
+            self.hist.saturating_record(now - h.sent_ns);
         }
     }
 
@@ -213,7 +243,8 @@ impl Tracker {
     /// message is complete and its sender may send another.
     fn complete(&mut self, sender: u32, seq: u32) {
         let sh = &*self.shared;
-        if sh.slot(sender, seq).fetch_add(1, Ordering::AcqRel) + 1 != self.recipients {
+        let recipients = self.recipients[sender as usize];
+        if sh.slot(sender, seq).fetch_add(1, Ordering::AcqRel) + 1 != recipients {
             return;
         }
         sh.completed[sender as usize].fetch_add(1, Ordering::AcqRel);
@@ -250,15 +281,17 @@ impl Tracker {
         }
     }
 
-    /// Counts, at the end of a run, what each active row never received (`sent` is each
-    /// sender's final count).
+    /// Counts, at the end of a run, what each active row never received of its room's
+    /// messages (`sent` is each sender's final count).
     pub(crate) fn count_tail_losses(&mut self, sent: &[u32]) {
+        let layout = self.shared.layout;
         for (r, row) in self.rows.iter().enumerate() {
             if !row.active {
                 continue;
             }
             for (s, &sent) in sent.iter().enumerate() {
-                if row.own_sender != Some(s as u32) {
+                let s32 = s as u32;
+                if row.own_sender != Some(s32) && layout.sender_room(s32) == row.room {
                     let next = self.next[r * self.senders + s];
                     self.counts.lost += u64::from(sent.saturating_sub(next));
                 }
@@ -270,39 +303,50 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{parse, Command};
 
-    /// Shared state for 3 clients, 1 sender, window 4, with 2 recipients per message and
-    /// message 0..5 of sender 0 sent from its port 5000.
-    fn shared() -> Arc<Shared> {
-        let args = [
-            "--clients",
-            "3",
-            "--senders",
-            "1",
-            "--window",
-            "4",
-            "--payload",
-            "40",
-        ];
-        let Ok(Command::Run(o)) = parse(args.map(String::from)) else {
-            panic!("options")
-        };
-        let sh = Shared::new(*o);
-        sh.recipients.store(2, Ordering::Relaxed);
-        sh.target.store(100, Ordering::Relaxed);
-        sh.sent[0].store(5, Ordering::Relaxed);
-        sh.ports[0].store(5000, Ordering::Relaxed);
+    /// Shared state of a run with `args`, every connection up, measuring, with sender 0 from
+    /// port 5000 and sender 1 from 5001 having sent messages 0..5.
+    fn shared(args: &[&str]) -> Arc<Shared> {
+        let sh = Shared::from_args(args);
+        for a in sh.alive.iter() {
+            a.store(true, Ordering::Relaxed);
+        }
+        sh.fix_recipients().expect("recipients");
+        for (s, port) in [5000, 5001].into_iter().enumerate().take(sh.opts.senders) {
+            sh.sent[s].store(5, Ordering::Relaxed);
+            sh.ports[s].store(port, Ordering::Relaxed);
+        }
+        sh.set_phase(Phase::Measure);
         Arc::new(sh)
     }
 
-    fn msg(seq: u32) -> Vec<u8> {
+    /// The rows of every client of `sh`, as the event loop makes them.
+    fn rows(sh: &Shared) -> Vec<Row> {
+        (0..sh.layout.total())
+            .map(|g| {
+                let role = sh.layout.role(g);
+                Row {
+                    own_sender: role.sender,
+                    room: role.room,
+                    active: true,
+                }
+            })
+            .collect()
+    }
+
+    /// Messages of sender `s` that reached all their recipients.
+    fn completed(sh: &Shared, s: usize) -> u32 {
+        sh.completed[s].load(Ordering::Relaxed)
+    }
+
+    fn msg(sender: u32, seq: u32) -> Vec<u8> {
         let mut p = Vec::new();
-        payload::append(&mut p, 40, 0, seq, 10);
+        payload::append(&mut p, 40, sender, seq, 10);
         p
     }
 
-    /// Checks the per-(receiver, sender) order accounting and window completion:
+    /// Checks the per-(receiver, sender) order accounting and window completion, with 3
+    /// clients, client 0 sending (so 2 recipients per message), window 4:
     /// - a gap counts the skipped message lost at once and completes it (so the sender's
     ///   window moves on); its late arrival turns that loss into one reordering;
     /// - a second copy is a duplicate and not a delivery;
@@ -313,57 +357,109 @@ mod tests {
     /// - latencies are recorded as `now - sent`.
     #[test]
     fn order_and_completion() {
-        let sh = shared();
-        let rows = vec![
-            Row {
-                own_sender: None,
-                active: true,
-            },
-            Row {
-                own_sender: None,
-                active: true,
-            },
-            Row {
-                own_sender: Some(0),
-                active: true,
-            },
+        let args = [
+            "--clients",
+            "3",
+            "--senders",
+            "1",
+            "--window",
+            "4",
+            "--payload",
+            "40",
         ];
-        let mut t = Tracker::new(sh.clone(), 0, rows);
+        let sh = shared(&args);
+        let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
         let label = Some(&b"127.0.0.1:5000"[..]);
-        t.deliver(0, label, &msg(0), 100);
-        assert_eq!(
-            sh.completed[0].load(Ordering::Relaxed),
-            0,
-            "one of two recipients"
-        );
-        t.deliver(1, label, &msg(0), 100);
-        assert_eq!(sh.completed[0].load(Ordering::Relaxed), 1);
-        t.deliver(0, label, &msg(2), 100);
+        t.deliver(1, label, &msg(0, 0), 100);
+        assert_eq!(completed(&sh, 0), 0, "one of two recipients");
+        t.deliver(2, label, &msg(0, 0), 100);
+        assert_eq!(completed(&sh, 0), 1);
+        t.deliver(1, label, &msg(0, 2), 100);
         assert_eq!(t.counts.lost, 1);
-        t.deliver(0, label, &msg(1), 100);
+        t.deliver(1, label, &msg(0, 1), 100);
         assert_eq!((t.counts.lost, t.counts.reordered), (0, 1));
-        t.deliver(0, label, &msg(2), 100);
+        t.deliver(1, label, &msg(0, 2), 100);
         assert_eq!(t.counts.duplicated, 1);
-        t.deliver(1, label, &msg(1), 100);
-        t.deliver(1, Some(b"127.0.0.1:5001"), &msg(2), 100);
-        assert_eq!(sh.completed[0].load(Ordering::Relaxed), 3);
+        t.deliver(2, label, &msg(0, 1), 100);
+        t.deliver(2, Some(b"127.0.0.1:5001"), &msg(0, 2), 100);
+        assert_eq!(completed(&sh, 0), 3);
         assert_eq!(t.counts.corrupted, 1, "wrong label");
-        let mut flipped = msg(3);
+        let mut flipped = msg(0, 3);
         flipped[39] ^= 1;
-        t.deliver(1, label, &flipped, 100);
-        t.deliver(0, label, &msg(3), 5);
+        t.deliver(2, label, &flipped, 100);
+        t.deliver(1, label, &msg(0, 3), 5);
         assert_eq!(t.counts.corrupted, 3, "flipped byte, sent after now");
-        t.deliver(2, label, &msg(4), 100);
+        t.deliver(0, label, &msg(0, 4), 100);
         assert_eq!(t.counts.errors, 1, "own message");
         assert_eq!(t.counts.deliveries, 8);
         assert_eq!(t.hist.max(), 90);
+        assert_eq!(
+            t.hist.len(),
+            7,
+            "the message sent after `now` has no latency"
+        );
         t.count_tail_losses(&[5]);
         assert_eq!(
             t.counts.lost, 2,
-            "seq 4 at rows 0 and 1; row 2 is the sender"
+            "seq 4 at rows 1 and 2; row 0 is the sender"
         );
         let mut ready = Vec::new();
         t.take_ready(&mut ready);
         assert_eq!(ready.len(), 4, "one wake per completed message: 0, 1, 2, 3");
+    }
+
+    /// Checks rooms: 5 clients in 2 rooms ({0, 2, 4} and {1, 3}), clients 0 and 1 sending:
+    /// - sender 0 has 2 recipients, sender 1 one (fixed from the live members);
+    /// - a message reaching a client of another room is an error, not a delivery, and does
+    ///   not complete it;
+    /// - at the end, a row misses only its own room's messages.
+    #[test]
+    fn rooms() {
+        let args = [
+            "--clients",
+            "5",
+            "--senders",
+            "2",
+            "--rooms",
+            "2",
+            "--payload",
+            "40",
+        ];
+        let sh = shared(&args);
+        let recipients: Vec<u32> = sh
+            .recipients
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(recipients, [2, 1]);
+        assert_eq!(sh.expected.load(Ordering::Relaxed), 3 * 10_000);
+        let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
+        let (l0, l1) = (Some(&b"127.0.0.1:5000"[..]), Some(&b"127.0.0.1:5001"[..]));
+        t.deliver(3, l0, &msg(0, 0), 100);
+        assert_eq!(
+            (t.counts.errors, t.counts.deliveries),
+            (1, 0),
+            "room 1 got room 0's"
+        );
+        t.deliver(3, l1, &msg(1, 0), 100);
+        assert_eq!(completed(&sh, 1), 1, "its only recipient");
+        t.deliver(2, l0, &msg(0, 0), 100);
+        assert_eq!(completed(&sh, 0), 0);
+        t.deliver(4, l0, &msg(0, 0), 100);
+        assert_eq!(completed(&sh, 0), 1);
+        t.count_tail_losses(&[1, 1]);
+        assert_eq!(t.counts.lost, 0, "every row has its room's first messages");
+        t.count_tail_losses(&[2, 1]);
+        assert_eq!(t.counts.lost, 2, "message 1 of sender 0 at rows 2 and 4");
+    }
+
+    /// Checks that a message arriving before measuring started is not accounted as one.
+    #[test]
+    fn before_measuring() {
+        let sh = Arc::new(Shared::from_args(&["--payload", "40"]));
+        let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
+        t.deliver(1, None, &msg(0, 0), 100);
+        assert_eq!((t.counts.corrupted, t.counts.deliveries), (1, 0));
+        assert!(!t.started);
     }
 }

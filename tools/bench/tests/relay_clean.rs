@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bench, num, records, start_relay, temp_json};
+use common::{assert_clean, num, relay::Relay, run};
 
 /// Runs 4 clients (2 senders, 150 messages each, window 4) plus 1 stalled client against
 /// the relay, and checks:
@@ -15,47 +15,30 @@ use common::{bench, num, records, start_relay, temp_json};
 ///   payloads, a kernel release, labels copied through.
 #[test]
 fn clean_relay_one_thread() {
-    let addr = start_relay(None);
-    let json = temp_json("clean1");
-    let out = bench(
-        &[
-            "--addr",
-            &addr.to_string(),
-            "--clients",
-            "4",
-            "--senders",
-            "2",
-            "--messages",
-            "150",
-            "--window",
-            "4",
-            "--stalled",
-            "1",
-            "--server",
-            "relay",
-            "--scenario",
-            "t",
-        ],
-        &json,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("relay"), "table row: {stdout}");
-    let recs = records(&json);
-    assert_eq!(recs.len(), 1);
-    let r = &recs[0];
+    let args = [
+        "--clients",
+        "4",
+        "--senders",
+        "2",
+        "--messages",
+        "150",
+        "--window",
+        "4",
+        "--stalled",
+        "1",
+        "--server",
+        "relay",
+        "--scenario",
+        "t",
+    ];
+    let out = run(Relay::default().start(), &args, "clean1");
+    assert_eq!(assert_clean(&out), 900.0);
+    assert!(out.stdout.contains("relay"), "table row: {}", out.stdout);
+    let r = &out.record;
     assert_eq!(r["server"], "relay");
     assert_eq!(r["scenario"], "t");
-    assert_eq!(num(r, "deliveries"), 900.0);
     assert_eq!(num(r, "recipients"), 3.0);
-    for k in ["lost", "duplicated", "reordered", "corrupted", "errors"] {
-        assert_eq!(num(r, k), 0.0, "{k}");
-    }
-    assert_eq!(r["ok"], true);
+    assert_eq!(r["aborted"], false);
     assert!(num(r, "msgs_per_s") > 0.0);
     let (p50, p90, p99, max) = (
         num(r, "p50_us"),
@@ -74,35 +57,22 @@ fn clean_relay_one_thread() {
 /// cross-thread window bookkeeping completes the run cleanly (4 x 100 x 3 deliveries).
 #[test]
 fn clean_relay_two_threads() {
-    let addr = start_relay(None);
-    let json = temp_json("clean2");
-    let out = bench(
-        &[
-            "--addr",
-            &addr.to_string(),
-            "--clients",
-            "4",
-            "--senders",
-            "4",
-            "--messages",
-            "100",
-            "--window",
-            "2",
-            "--threads",
-            "2",
-            "--payload",
-            "101",
-        ],
-        &json,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = &records(&json)[0];
-    assert_eq!(num(r, "deliveries"), 1200.0);
-    assert_eq!(num(r, "lost") + num(r, "corrupted") + num(r, "errors"), 0.0);
+    let args = [
+        "--clients",
+        "4",
+        "--senders",
+        "4",
+        "--messages",
+        "100",
+        "--window",
+        "2",
+        "--threads",
+        "2",
+        "--payload",
+        "101",
+    ];
+    let out = run(Relay::default().start(), &args, "clean2");
+    assert_eq!(assert_clean(&out), 1200.0);
 }
 
 /// Open loop: 2 senders at 1000 messages/s each, 60 messages: checks that the run follows
@@ -110,30 +80,19 @@ fn clean_relay_two_threads() {
 /// is at least that), that it completes cleanly, and that `rate` is in the record.
 #[test]
 fn clean_relay_rate() {
-    let addr = start_relay(None);
-    let json = temp_json("rate");
-    let out = bench(
-        &[
-            "--addr",
-            &addr.to_string(),
-            "--clients",
-            "3",
-            "--senders",
-            "2",
-            "--messages",
-            "60",
-            "--rate",
-            "1000",
-        ],
-        &json,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = &records(&json)[0];
+    let args = [
+        "--clients",
+        "3",
+        "--senders",
+        "2",
+        "--messages",
+        "60",
+        "--rate",
+        "1000",
+    ];
+    let out = run(Relay::default().start(), &args, "rate");
+    assert_eq!(assert_clean(&out), 240.0);
+    let r = &out.record;
     assert_eq!(num(r, "rate"), 1000.0);
-    assert_eq!(num(r, "deliveries"), 240.0);
     assert!(num(r, "elapsed_s") >= 0.059, "{r}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bench, num, records, start_relay, temp_json};
+use common::{num, relay::Relay, run};
 
 /// The relay drops the 5th benchmark message for one of its recipients. With a window of 4
 /// the sender goes on, and the recipient sees the gap when the next message arrives. Checks:
@@ -12,30 +12,23 @@ use common::{bench, num, records, start_relay, temp_json};
 /// - the run was not aborted (the gap resolved the window) and `ok` is false.
 #[test]
 fn one_lost_message_is_reported() {
-    let addr = start_relay(Some(5));
-    let json = temp_json("lossy");
-    let out = bench(
-        &[
-            "--addr",
-            &addr.to_string(),
-            "--clients",
-            "3",
-            "--senders",
-            "1",
-            "--messages",
-            "50",
-            "--window",
-            "4",
-        ],
-        &json,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = &records(&json)[0];
+    let relay = Relay {
+        drop_nth: Some(5),
+        ..Relay::default()
+    };
+    let args = [
+        "--clients",
+        "3",
+        "--senders",
+        "1",
+        "--messages",
+        "50",
+        "--window",
+        "4",
+    ];
+    let out = run(relay.start(), &args, "lossy");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let r = &out.record;
     assert_eq!(num(r, "lost"), 1.0, "{r}");
     assert_eq!(
         num(r, "duplicated") + num(r, "reordered") + num(r, "corrupted"),
