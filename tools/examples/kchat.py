@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""kchat client: python3 kchat.py [HOST [PORT]], then type lines; Ctrl-D quits."""
+"""kchat client: python3 kchat.py [HOST [PORT]], then type lines or /nick NAME, /join #room,
+/part, /rooms, /who, /msg NICK TEXT (sent as typed, the server answers); Ctrl-D quits."""
 import os, socket, struct, sys, threading
 
 sock = socket.create_connection((sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",

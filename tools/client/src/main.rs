@@ -5,8 +5,9 @@
 //! ```
 //!
 //! On a terminal it is interactive: type a line and press Enter to send it; what others say is
-//! printed above the line being typed, which stays intact. `/nick NAME` and `/who` go to the
-//! server; `/quit`, Ctrl-D or Ctrl-C leave.
+//! printed above the line being typed, which stays intact on the terminal's last row. The
+//! prompt shows the room the client is in, once the server has said so. Commands go to the
+//! server as typed, except `/help`, which lists them, and `/quit`; Ctrl-D or Ctrl-C leave too.
 //!
 //! When stdin is not a terminal it is scriptable: each input line is sent as one message,
 //! every frame received is printed as one line, and at the end of input it waits until the
@@ -112,6 +113,46 @@ fn send(stream: &mut TcpStream, line: &str) -> io::Result<()> {
     stream.write_all(&encode(line.as_bytes()))
 }
 
+/// Every command, as `/help` lists them. The server interprets all of them but the last two.
+const COMMANDS: [(&str, &str); 8] = [
+    ("/nick NAME", "set your nick: 1 to 32 of A-Z a-z 0-9 _ . -"),
+    ("/join #room", "go to #room, made if it is new"),
+    ("/part", "go back to #lobby, where everyone starts"),
+    ("/rooms", "list the rooms and how many are in each"),
+    ("/who", "list who is in your room"),
+    ("/msg NICK TEXT", "send TEXT to NICK alone, in any room"),
+    ("/help", "list these commands"),
+    ("/quit", "leave (Ctrl-D too)"),
+];
+
+/// Acts on one line the user typed: sends it as it is, or lists the commands for `/help`.
+/// Returns false for `/quit`.
+fn act(stream: &mut TcpStream, line: &str) -> bool {
+    match line.trim_end() {
+        "" => {}
+        "/quit" => return false,
+        "/help" => {
+            for (command, what) in COMMANDS {
+                println!("{command:<16}{what}");
+            }
+        }
+        line => {
+            if let Err(e) = send(stream, line) {
+                eprintln!("kchat: {e}");
+                exit(1);
+            }
+        }
+    }
+    true
+}
+
+/// The room a line from the server says the client is now in: `* now in #room (N): ...`, the
+/// answer to `/join` and `/part`.
+fn room_entered(line: &str) -> Option<&str> {
+    let (room, _) = line.strip_prefix("* now in ")?.split_once(" (")?;
+    room.starts_with('#').then_some(room)
+}
+
 fn main() {
     let o = parse_args();
     let mut stream = match TcpStream::connect(&o.addr) {
@@ -135,12 +176,15 @@ fn main() {
     }
 }
 
-/// The prompt: `> `, nothing else.
-struct Prompt;
+/// The prompt: the room the client is in, when known, then `> `.
+struct Prompt {
+    /// Set by the reader thread from the server's answers; empty until one names a room.
+    room: Arc<Mutex<String>>,
+}
 
 impl reedline::Prompt for Prompt {
     fn render_prompt_left(&self) -> Cow<'_, str> {
-        Cow::Borrowed("")
+        Cow::Owned(self.room.lock().unwrap().clone())
     }
 
     fn render_prompt_right(&self) -> Cow<'_, str> {
@@ -164,15 +208,43 @@ impl reedline::Prompt for Prompt {
 }
 
 /// Interactive mode: a line editor whose line survives incoming messages.
+///
+/// The line being typed stays on the terminal's last row, as in most chat clients: what the
+/// screen showed is scrolled up into the scrollback at start, and Ctrl-L (which would clear the
+/// screen and put the prompt on the first row) is unbound. reedline needs this to print incoming
+/// lines correctly. Its painter (0.40; still so in 0.48) moves its record of the prompt's row
+/// down one row per line printed, then checks that record with a cursor position query, which
+/// reaches the terminal before the lines, still in its buffer. So with the prompt above the last
+/// row, two or more lines printed together (a join and a nick change arriving together) look
+/// like a cleared screen, and it clears the screen, lines and all; and the rows that a line wider
+/// than the terminal wraps onto are painted over by the prompt. On the last row the record
+/// cannot move, and both come out right.
 fn interactive(mut stream: TcpStream, o: &Options) {
     let saved = terminal::save();
     // Incoming lines go through the editor, which prints them above the line being typed.
     let printer = reedline::ExternalPrinter::<String>::new(4096);
-    let mut editor = reedline::Reedline::create().with_external_printer(printer.clone());
-    println!("* connected to {}; /nick NAME, /who, /quit", o.addr);
+    let mut keybindings = reedline::default_emacs_keybindings();
+    keybindings.remove_binding(
+        reedline::KeyModifiers::CONTROL,
+        reedline::KeyCode::Char('l'),
+    );
+    let mut editor = reedline::Reedline::create()
+        .with_edit_mode(Box::new(reedline::Emacs::new(keybindings)))
+        .with_external_printer(printer.clone());
+    let prompt = Prompt {
+        room: Arc::default(),
+    };
+    // The prompt starts on the last row.
+    print!("{}", "\n".repeat(terminal::rows().saturating_sub(1).into()));
+    println!("* connected to {}; /help lists the commands", o.addr);
     let reader = stream.try_clone().expect("clone the socket");
+    let room = prompt.room.clone();
     thread::spawn(move || {
         let why = receive(reader, |line| {
+            if let Some(entered) = room_entered(&line) {
+                // Before the line is printed: the editor redraws the prompt just after it.
+                *room.lock().unwrap() = entered.to_owned();
+            }
             let _ = printer.print(line);
         });
         if LEAVING.load(Ordering::SeqCst) {
@@ -187,17 +259,9 @@ fn interactive(mut stream: TcpStream, o: &Options) {
         exit(1);
     });
     // Ctrl-C, Ctrl-D or a lost terminal end the loop.
-    while let Ok(reedline::Signal::Success(line)) = editor.read_line(&Prompt) {
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        if line == "/quit" {
+    while let Ok(reedline::Signal::Success(line)) = editor.read_line(&prompt) {
+        if !act(&mut stream, &line) {
             break;
-        }
-        if let Err(e) = send(&mut stream, line) {
-            eprintln!("* disconnected: {e}");
-            exit(1);
         }
     }
     LEAVING.store(true, Ordering::SeqCst);
@@ -226,18 +290,9 @@ fn scripted(mut stream: TcpStream, o: &Options) {
         eprintln!("kchat: {why}");
         exit(1);
     });
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        if line == "/quit" {
+    for line in io::stdin().lock().lines().map_while(Result::ok) {
+        if !act(&mut stream, &line) {
             break;
-        }
-        if let Err(e) = send(&mut stream, line) {
-            eprintln!("kchat: {e}");
-            exit(1);
         }
     }
     // Wait for the replies: until the server has been quiet for the linger time.
@@ -254,8 +309,23 @@ fn scripted(mut stream: TcpStream, o: &Options) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Saving and restoring the terminal's mode, for leaving while the line editor owns it.
+/// The terminal: its size, and saving and restoring its mode, for leaving while the line editor
+/// owns it.
 mod terminal {
+    /// The terminal's height in rows, or 0 if stdout is not a terminal that knows it.
+    pub fn rows() -> u16 {
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes a `winsize` through the pointer, which is valid for that;
+        // on failure `size` keeps its zeros.
+        unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+        size.ws_row
+    }
+
     /// The terminal settings at start, if stdin is a terminal.
     pub struct Saved(Option<libc::termios>);
 
@@ -272,5 +342,33 @@ mod terminal {
             // SAFETY: `t` is a termios that tcgetattr returned for this terminal.
             unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_comes_from_the_answer_to_join_and_part() {
+        assert_eq!(
+            room_entered("* now in #rust (2): alice, bob"),
+            Some("#rust")
+        );
+        assert_eq!(room_entered("* now in #lobby (1): alice"), Some("#lobby"));
+        for other in [
+            "* 2 online in #rust: alice, bob",
+            "* now in rust (1): alice",
+            "* now in #rust",
+            "alice: * now in #fake (1): alice",
+            "! already in #lobby",
+        ] {
+            assert_eq!(room_entered(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable(b"a\x1b[2J\tb\xff"), "a\\x1b[2J\\x09b\u{fffd}");
     }
 }
