@@ -34,7 +34,8 @@ struct Options {
     module: PathBuf,
     bin_dir: PathBuf,
     out: PathBuf,
-    timeout: Duration,
+    /// `--timeout`; the default depends on the mode.
+    timeout: Option<Duration>,
     cpus: u32,
     memory_mib: u32,
     /// Arguments passed through to the guest runner.
@@ -42,6 +43,9 @@ struct Options {
     /// Output of `cargo test` on the host, whose results join the summary.
     host_test_log: Option<PathBuf>,
 }
+
+/// The guest time limit of `test` and `stress` without `--timeout`.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn usage() -> ! {
     eprintln!(
@@ -60,7 +64,7 @@ fn parse_args() -> Options {
         module: PathBuf::new(),
         bin_dir: PathBuf::new(),
         out: PathBuf::from("target/vm"),
-        timeout: Duration::from_secs(1800),
+        timeout: None,
         cpus: 2,
         memory_mib: 2048,
         guest_args: Vec::new(),
@@ -74,7 +78,9 @@ fn parse_args() -> Options {
             "--bin-dir" => o.bin_dir = val().into(),
             "--out" => o.out = val().into(),
             "--timeout" => {
-                o.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage()))
+                o.timeout = Some(Duration::from_secs(
+                    val().parse().unwrap_or_else(|_| usage()),
+                ))
             }
             "--cpus" => o.cpus = val().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = val().parse().unwrap_or_else(|_| usage()),
@@ -100,47 +106,11 @@ fn main() {
     let code = match o.mode.as_str() {
         "test" | "stress" => run_suite(&o),
         "run" => run_interactive(&o),
-        "bench" => run_bench(&o),
-        "publish" => republish(&o),
+        "bench" => bench::run(&o),
+        "publish" => bench::republish(&o),
         _ => usage(),
     };
     exit(code);
-}
-
-/// `publish`: the tables and the chart again from the last bench's raw records (after a change
-/// to the report, say), without booting anything.
-fn republish(o: &Options) -> i32 {
-    let records: Vec<serde_json::Value> = match fs::read_to_string(o.out.join("raw.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kchat-vm: {}/raw.json: {e}", o.out.display());
-            return 1;
-        }
-    };
-    let env: Vec<String> = fs::read_to_string(o.out.join("env.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let dir = PathBuf::from("target/bench");
-    match bench::write_outputs(
-        &dir,
-        &bench::publish(records),
-        &env,
-        &o.bin_dir.join("kchat-bench"),
-    ) {
-        Ok(table) => {
-            println!("{table}");
-            0
-        }
-        Err(e) => {
-            eprintln!("kchat-vm: {e}");
-            1
-        }
-    }
 }
 
 /// Guest binaries every image carries.
@@ -239,13 +209,16 @@ impl RunFiles {
 
 /// Boots `initrd` with its serial ports in `files` and, unless `host_port` is 0, that host
 /// port forwarded to the guest's 10106; follows the guest's output, running the host steps it
-/// asks for, until QEMU exits or the time runs out. `None` if QEMU could not be started.
+/// asks for and showing `watch` the new lines, until QEMU exits, `timeout` passes or `watch`
+/// says stop. `None` if QEMU could not be started.
 fn boot(
     o: &Options,
     initrd: &Path,
     files: &RunFiles,
     host_port: u16,
     what: &str,
+    timeout: Duration,
+    watch: Watch<'_>,
 ) -> Option<(Option<ExitStatus>, Vec<String>, HostSteps)> {
     let guest = Guest {
         kernel: &o.kernel,
@@ -280,110 +253,14 @@ fn boot(
         port: host_port,
         running: Vec::new(),
     };
-    Some(follow(child, &files.output, o.timeout, steps))
-}
-
-/// `make bench`: every scenario against every server in one guest, then the outputs.
-fn run_bench(o: &Options) -> i32 {
-    let files = RunFiles::fresh(&o.out);
-    let redis = PathBuf::from("/usr/bin/redis-server");
-    let mut extra = vec![redis];
-    extra.extend(bench::profile_binaries());
-    let script = format!(
-        "cat /dev/kmsg > /dev/ttyS2 &\nkp=$!\n(\n{}) > /dev/ttyS1 2>&1\necho KCHAT-EXIT 0 > /dev/ttyS1\nsleep 1\nkill $kp\n",
-        bench::guest_script(
-            &list_env("KCHAT_BENCH_SCENARIOS"),
-            &list_env("KCHAT_BENCH_SERVERS"),
-            std::env::var("KCHAT_BENCH_RUNS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(3),
-        )
-    );
-    let initrd = build_image_with(o, script, extra);
-    let Some((status, lines, _)) = boot(
-        o,
-        &initrd,
-        &files,
-        0,
-        "bench guest (production-like kernel)",
-    ) else {
-        return 1;
-    };
-    let mut records = Vec::new();
-    let mut env = Vec::new();
-    let mut problems = Vec::new();
-    for line in &lines {
-        if let Some(j) = line.strip_prefix("KCHAT-BENCH-JSON ") {
-            match serde_json::from_str::<serde_json::Value>(j) {
-                Ok(v) => records.push(v),
-                Err(e) => problems.push(format!("bad record: {e}")),
-            }
-        } else if let Some(e) = line.strip_prefix("KCHAT-BENCH-ENV ") {
-            env.push(e.to_string());
-        } else if let Some(m) = line.strip_prefix("KCHAT-BENCH-MEM ") {
-            env.push(format!("memory per idle client: {m}"));
-        } else if line.starts_with("KCHAT-BENCH-ERROR") || line.contains("reported a problem") {
-            problems.push(line.clone());
-        }
-    }
-    env.extend(bench::kernel_config_summary(&o.kernel));
-    env.push(format!(
-        "host: {} cores, QEMU TCG ({}), guest {} vCPUs, {} MiB",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        std::env::var("KCHAT_ACCEL").unwrap_or_else(|_| "tcg".into()),
-        o.cpus,
-        o.memory_mib
-    ));
-    let raw = o.out.join("raw.json");
-    let _ = fs::write(
-        &raw,
-        serde_json::to_string_pretty(&records).unwrap_or_default(),
-    );
-    let _ = fs::write(o.out.join("env.txt"), env.join("\n"));
-    let published = bench::publish(records);
-    let dir = PathBuf::from("target/bench");
-    let logs = check_logs(&files.kmsg, &files.console);
-    match bench::write_outputs(&dir, &published, &env, &o.bin_dir.join("kchat-bench")) {
-        Ok(table) => println!("\n{table}"),
-        Err(e) => problems.push(e),
-    }
-    for l in &logs {
-        if !l.ok && l.name.starts_with("kernel log") {
-            problems.push(format!("{}: {}", l.name, l.detail));
-        }
-    }
-    if status.is_none() {
-        problems.push("the bench guest timed out".into());
-    }
-    println!(
-        "results: {} (raw runs: {})",
-        dir.join("latest.json").display(),
-        raw.display()
-    );
-    for p in &problems {
-        println!("problem: {p}");
-    }
-    i32::from(!problems.is_empty())
-}
-
-/// A comma-separated list from the environment (empty if unset).
-fn list_env(name: &str) -> Vec<String> {
-    std::env::var(name)
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    Some(follow(child, &files.output, timeout, steps, watch))
 }
 
 /// One result line for the summary.
 struct Outcome {
     ok: bool,
+    /// Could not run here (reported as skipped, never as passed).
+    skipped: bool,
     name: String,
     detail: String,
 }
@@ -413,8 +290,10 @@ wait $kp
     let initrd = build_image(o, script);
     let host_port = qemu::free_port().unwrap_or(0);
     let started = Instant::now();
+    let timeout = o.timeout.unwrap_or(SUITE_TIMEOUT);
+    let what = format!("{suite} guest");
     let Some((status, guest_lines, steps)) =
-        boot(o, &initrd, &files, host_port, &format!("{suite} guest"))
+        boot(o, &initrd, &files, host_port, &what, timeout, &mut |_| true)
     else {
         return 1;
     };
@@ -435,6 +314,7 @@ wait $kp
     }
     outcomes.push(Outcome {
         ok: exit_seen,
+        skipped: false,
         name: "guest run completed".into(),
         detail: match status {
             Some(s) if exit_seen => format!("in {:.0} s, qemu {s}", elapsed.as_secs_f64()),
@@ -444,7 +324,7 @@ wait $kp
             ),
             None => format!(
                 "timed out after {} s; see {}",
-                o.timeout.as_secs(),
+                timeout.as_secs(),
                 files.console.display()
             ),
         },
@@ -457,16 +337,21 @@ wait $kp
 
     println!("\n== kchat {suite} summary ==");
     for r in &outcomes {
-        let mark = if r.ok { "ok  " } else { "FAIL" };
+        let mark = match (r.skipped, r.ok) {
+            (true, _) => "skip",
+            (false, true) => "ok  ",
+            (false, false) => "FAIL",
+        };
         if r.detail.is_empty() {
             println!("{mark} {}", r.name);
         } else {
             println!("{mark} {} ({})", r.name, r.detail);
         }
     }
-    let passed = outcomes.iter().filter(|r| r.ok).count();
-    let failed = outcomes.len() - passed;
-    println!("{passed} passed, {failed} failed");
+    let skipped = outcomes.iter().filter(|r| r.skipped).count();
+    let passed = outcomes.iter().filter(|r| r.ok && !r.skipped).count();
+    let failed = outcomes.len() - passed - skipped;
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
     i32::from(failed != 0)
 }
 
@@ -476,6 +361,7 @@ fn outcome(ok: bool, rest: &str) -> Outcome {
     let (name, detail) = rest.split_once(" # ").unwrap_or((rest, ""));
     Outcome {
         ok,
+        skipped: false,
         name: format!("guest: {name}"),
         detail: detail.to_string(),
     }
@@ -505,6 +391,7 @@ fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
     );
     let mut out = vec![Outcome {
         ok: splats.is_empty() && !kmsg_text.is_empty(),
+        skipped: false,
         name: "kernel log: no BUG, WARNING, Oops, lockdep, KASAN or kmemleak report".into(),
         detail: if kmsg_text.is_empty() {
             "no kernel log was captured".into()
@@ -523,6 +410,7 @@ fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
     let kchat_suites: Vec<&String> = suites.iter().filter(|s| s.starts_with("kchat_")).collect();
     out.push(Outcome {
         ok: k.ktap_failures.is_empty() && !kchat_suites.is_empty(),
+        skipped: false,
         name: "KUnit: no `not ok` in the log, kchat suites ran".into(),
         detail: if k.ktap_failures.is_empty() {
             format!(
@@ -549,6 +437,21 @@ fn check_logs(kmsg: &Path, console: &Path) -> Vec<Outcome> {
 /// client's terminal tests), one outcome per test, from its output.
 fn host_tests(log: &Path) -> Vec<Outcome> {
     let text = fs::read_to_string(log).unwrap_or_default();
+    // A test that cannot run here says so on a line of its own (or after libtest's
+    // "test NAME ... " when tests run one at a time): "SKIPPED: REASON [NAME]".
+    let mut skips = std::collections::HashMap::new();
+    for line in text.lines() {
+        let Some((_, marker)) = line.split_once("SKIPPED: ") else {
+            continue;
+        };
+        if let Some((reason, name)) = marker
+            .trim_end()
+            .strip_suffix(']')
+            .and_then(|m| m.rsplit_once(" ["))
+        {
+            skips.insert(name.to_string(), reason.to_string());
+        }
+    }
     let mut out = Vec::new();
     for line in text.lines() {
         // "test path::name ... ok" / "... FAILED" / "... ignored"
@@ -558,20 +461,24 @@ fn host_tests(log: &Path) -> Vec<Outcome> {
         let Some((name, result)) = rest.rsplit_once(" ... ") else {
             continue;
         };
-        let ok = match result.trim() {
-            "ok" => true,
-            "FAILED" => false,
+        let (ok, skipped) = match result.trim() {
+            "ok" => (true, skips.contains_key(name)),
+            "FAILED" => (false, false),
+            "ignored" => (true, true),
+            r if r.starts_with("SKIPPED: ") => (true, true),
             _ => continue,
         };
         out.push(Outcome {
             ok,
+            skipped,
             name: format!("host: {name}"),
-            detail: String::new(),
+            detail: skips.get(name).cloned().unwrap_or_default(),
         });
     }
     if out.is_empty() || !text.contains("test result:") {
         out.push(Outcome {
             ok: false,
+            skipped: false,
             name: "host: cargo test".into(),
             detail: format!("no test results in {}", log.display()),
         });
@@ -579,6 +486,7 @@ fn host_tests(log: &Path) -> Vec<Outcome> {
     if text.contains("error: test failed") || text.contains("error: could not compile") {
         out.push(Outcome {
             ok: false,
+            skipped: false,
             name: "host: cargo test finished".into(),
             detail: format!("see {}", log.display()),
         });
@@ -605,6 +513,7 @@ impl HostSteps {
                 let other = other.to_string();
                 thread::spawn(move || Outcome {
                     ok: false,
+                    skipped: false,
                     name: format!("host step {other}"),
                     detail: "unknown step".into(),
                 })
@@ -619,6 +528,7 @@ impl HostSteps {
             .map(|h| {
                 h.join().unwrap_or_else(|_| Outcome {
                     ok: false,
+                    skipped: false,
                     name: "host step".into(),
                     detail: "panicked".into(),
                 })
@@ -634,6 +544,7 @@ fn host_chat(kchat: &Path, port: u16) -> Outcome {
     let name = "host: kchat client on the host chats through the forwarded port".to_string();
     let fail = |detail: String| Outcome {
         ok: false,
+        skipped: false,
         name: name.clone(),
         detail,
     };
@@ -687,6 +598,7 @@ fn host_chat(kchat: &Path, port: u16) -> Outcome {
     match status {
         Ok(s) if s.success() => Outcome {
             ok: true,
+            skipped: false,
             name,
             detail: "hello from the host, hello from the guest".into(),
         },
@@ -695,14 +607,18 @@ fn host_chat(kchat: &Path, port: u16) -> Outcome {
     }
 }
 
-/// Streams the guest's test output to stdout until QEMU exits or the time runs out, starting
-/// the host steps the guest asks for. Returns QEMU's exit status (None on timeout), every
-/// output line, and the steps.
+/// Sees the guest's new output lines as they come; returns false to stop the guest.
+type Watch<'a> = &'a mut dyn FnMut(&[String]) -> bool;
+
+/// Streams the guest's test output to stdout until QEMU exits, the time runs out or `watch`
+/// says stop, starting the host steps the guest asks for. Returns QEMU's exit status (None on
+/// timeout or stop), every output line, and the steps.
 fn follow(
     mut child: Child,
     output: &Path,
     timeout: Duration,
     mut steps: HostSteps,
+    watch: Watch<'_>,
 ) -> (Option<ExitStatus>, Vec<String>, HostSteps) {
     let deadline = Instant::now() + timeout;
     let mut pos = 0u64;
@@ -730,24 +646,26 @@ fn follow(
         new
     };
     let status = loop {
-        for line in drain(&mut pos, &mut partial, &mut lines) {
+        let new = drain(&mut pos, &mut partial, &mut lines);
+        for line in &new {
             if let Some(step) = line.strip_prefix("KCHAT-HOST-STEP ") {
                 steps.start(step.trim());
             }
         }
+        let go_on = watch(&new);
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) => {}
             Err(_) => break None,
         }
-        if Instant::now() > deadline {
+        if !go_on || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
         thread::sleep(Duration::from_millis(200));
     };
-    drain(&mut pos, &mut partial, &mut lines);
+    watch(&drain(&mut pos, &mut partial, &mut lines));
     if !partial.is_empty() {
         lines.push(partial);
     }
