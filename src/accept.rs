@@ -4,7 +4,7 @@
 //!
 //! The listener's `sk_data_ready` queues the accept work, which calls `kernel_accept` with
 //! `O_NONBLOCK` until `EAGAIN` (one wakeup may stand for several connections) and admits each
-//! new socket: registry, join notice, callbacks, a first read.
+//! new socket: the chat (its join notice and the lobby's history), callbacks, a first read.
 
 use kernel::{
     new_work,

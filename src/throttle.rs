@@ -5,8 +5,8 @@
 //! A client may send `max_msg_rate` messages per second, with a burst of as many. A client over
 //! its rate is neither dropped nor allowed to cost others anything: kchat stops reading its
 //! socket until the bucket has refilled, so TCP flow control pushes back on the flooder alone.
-//! The server's throttle work (see `Server`) queues the client's rx work again when it may
-//! read.
+//! The server's throttle work (see `Server`) puts the client back on its shard's ready list
+//! when it may read.
 //!
 //! The bucket is kept as the generic cell rate algorithm's "theoretical arrival time": one
 //! number per client, no timer per client.

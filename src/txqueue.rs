@@ -2,7 +2,7 @@
 
 //! A client's send queue: shared frames waiting to be written to its socket.
 //!
-//! A ring of `Arc<Frame>`: broadcasters push at the back, the client's tx work sends from the
+//! A ring of `Arc<Frame>`: broadcasters push at the back, the shard loop sends from the
 //! front, many frames per send, and [`TxQueue::advance`] drops what the socket took, keeping
 //! the offset into a frame that went out only in part. The queue counts its unsent bytes so
 //! that the slow-consumer limit is a comparison. An emptied queue keeps a small ring (up to
