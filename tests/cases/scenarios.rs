@@ -172,11 +172,12 @@ fn arg(sc: &Short, name: &str) -> u64 {
     0
 }
 
-/// A reference server child process, killed when the case is done with it.
-struct RefServer(Child);
+/// A reference server child process (kchat-ref with kchat's bench semantics), killed when
+/// dropped.
+pub struct RefServer(Child);
 
 impl RefServer {
-    fn start(args: &[&str]) -> Result<Self, String> {
+    pub fn start(args: &[&str]) -> Result<Self, String> {
         let child = Command::new("kchat-ref")
             .args(args)
             .args([
