@@ -15,6 +15,7 @@ mod history;
 mod roster;
 mod route;
 mod slab;
+mod state;
 #[cfg(CONFIG_KUNIT)]
 mod tests;
 
@@ -55,6 +56,11 @@ use route::{
     What, //
 };
 use slab::Slab;
+use state::{
+    Entry,
+    Inner,
+    Room, //
+};
 
 /// A member's number in the core (a slot, reused after it leaves).
 pub(crate) type MemberId = u32;
@@ -196,25 +202,6 @@ pub(crate) struct Limits {
     pub(crate) max_text: usize,
 }
 
-/// One member's entry.
-struct Entry<M> {
-    who: Arc<M>,
-    label: Label,
-    room: RoomId,
-    /// Index in its room's member list.
-    pos: u32,
-}
-
-/// A room.
-struct Room {
-    name: RoomName,
-    /// Member ids, in no particular order (removal swaps the last one in).
-    members: KVec<MemberId>,
-    history: History,
-    /// Deliveries of this room's messages.
-    relayed: u64,
-}
-
 /// A room as the stats view shows it.
 pub(crate) struct RoomStats {
     pub(crate) name: RoomName,
@@ -222,20 +209,6 @@ pub(crate) struct RoomStats {
     pub(crate) relayed: u64,
     pub(crate) history_msgs: usize,
     pub(crate) history_bytes: usize,
-}
-
-/// The core's state, under its lock.
-struct Inner<M> {
-    members: Slab<Entry<M>>,
-    rooms: Slab<Room>,
-    /// Room ids by case-folded name.
-    room_names: RBTree<Key, RoomId>,
-    /// Member ids by case-folded label (nicks and addresses).
-    labels: RBTree<Key, MemberId>,
-    /// Set at unload: nobody joins any more, nobody is told of departures.
-    closing: bool,
-    /// Longest text of a rendered list (`max_msg_len`).
-    max_text: usize,
 }
 
 /// The chat.
@@ -246,131 +219,6 @@ pub(crate) struct Core<M: Member> {
     limits: Limits,
     /// Counters for the stats view.
     pub(crate) stats: Stats,
-}
-
-/// A frame for each protocol, rendered from one event on first use.
-struct Rendered<'e> {
-    event: &'e Event<'e>,
-    /// Longest text of a list.
-    max: usize,
-    frames: [Option<Arc<Frame>>; Protocol::COUNT],
-}
-
-impl<'e> Rendered<'e> {
-    fn new(event: &'e Event<'e>, max: usize) -> Self {
-        Self {
-            event,
-            max,
-            frames: [const { None }; Protocol::COUNT],
-        }
-    }
-
-    /// The frame for `protocol`; `None` if it cannot be allocated (the event is then lost
-    /// for that recipient, and the chat carries on).
-    fn get(&mut self, protocol: Protocol) -> Option<&Arc<Frame>> {
-        let slot = &mut self.frames[protocol as usize];
-        if slot.is_none() {
-            *slot = protocol.render(self.event, self.max).ok();
-        }
-        slot.as_ref()
-    }
-}
-
-impl<M: Member> Inner<M> {
-    /// The member ids of `audience`'s candidates: a room's members, or one member.
-    fn candidates<'a>(&'a self, audience: &'a Audience) -> &'a [MemberId] {
-        match audience {
-            Audience::Nobody => &[],
-            Audience::Room { room, .. } => self.rooms.get(*room).map_or(&[], |r| &r.members),
-            Audience::One(m) => core::slice::from_ref(m),
-        }
-    }
-
-    /// Renders `event` and queues it to the members `audience` admits.
-    fn send(&self, audience: Audience, event: &Event<'_>) {
-        let mut rendered = Rendered::new(event, self.max_text);
-        for &id in self.candidates(&audience) {
-            let Some(e) = self.members.get(id) else {
-                continue;
-            };
-            if !audience.admits(id, e.room, e.who.is_closing()) {
-                continue;
-            }
-            if let Some(frame) = rendered.get(e.who.protocol()) {
-                M::deliver(&e.who, core::iter::once(frame));
-            }
-        }
-    }
-
-    /// Sends a notice about `id` (a member of `room`) to the others in that room.
-    fn notice(&self, limits: &Limits, id: MemberId, room: RoomId, event: &Event<'_>) {
-        self.send(audience(What::Notice, id, room, limits.notices), event);
-    }
-
-    /// The member id of `who`, if it is in the core.
-    fn id_of(&self, who: &M) -> Option<MemberId> {
-        let id = who.slot().load(Relaxed);
-        (id != NO_SLOT).then_some(id)
-    }
-
-    /// Takes member `id` out of its room (the room is removed if it empties, `#lobby`
-    /// aside); returns the room it was in.
-    fn leave_room(&mut self, id: MemberId, stats: &Stats) -> RoomId {
-        let Some(e) = self.members.get(id) else {
-            return LOBBY;
-        };
-        let (room_id, pos) = (e.room, e.pos as usize);
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return room_id;
-        };
-        // The last member takes the leaver's place.
-        let last = room.members.len() - 1;
-        room.members.swap(pos, last);
-        room.members.pop();
-        let moved = room.members.get(pos).copied();
-        let empty = room.members.is_empty();
-        if let Some(m) = moved.and_then(|m| self.members.get_mut(m)) {
-            m.pos = pos as u32;
-        }
-        if empty && room_id != LOBBY {
-            if let Some(room) = self.rooms.remove(room_id) {
-                self.room_names.remove(&room.name.key());
-                stats.rooms_now.fetch_sub(1, Relaxed);
-            }
-        }
-        room_id
-    }
-
-    /// Puts member `id` into `room`, whose member list has room for it.
-    fn enter_room(&mut self, id: MemberId, room_id: RoomId) {
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return;
-        };
-        let pos = room.members.len() as u32;
-        // Capacity was reserved by the caller.
-        let _ = room.members.push_within_capacity(id);
-        if let Some(e) = self.members.get_mut(id) {
-            e.room = room_id;
-            e.pos = pos;
-        }
-    }
-
-    /// Sends member `id` the history of `room`, header first.
-    fn replay(&self, id: MemberId, room_id: RoomId, stats: &Stats) {
-        let (Some(room), Some(e)) = (self.rooms.get(room_id), self.members.get(id)) else {
-            return;
-        };
-        if room.history.len() == 0 {
-            return;
-        }
-        let header = Event::Replay {
-            room: &room.name,
-            count: room.history.len(),
-        };
-        self.send(Audience::One(id), &header);
-        let (n, _) = M::deliver(&e.who, room.history.iter().map(Message::frame));
-        stats.history_replayed.add(n, Relaxed);
-    }
 }
 
 impl<M: Member> Core<M> {
