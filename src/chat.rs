@@ -541,8 +541,10 @@ impl<M: Member> Core<M> {
             n += k;
             if let Some(room) = inner.rooms.get_mut(room_id) {
                 room.relayed += k;
-                for e in run {
-                    room.history.push(&e.msg, keep);
+                if keep > 0 {
+                    for e in run {
+                        room.history.push(&e.msg, keep);
+                    }
                 }
             }
         }
