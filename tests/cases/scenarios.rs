@@ -50,7 +50,7 @@ pub fn cases() -> Vec<Case> {
             run: against_kchat,
         },
         Case {
-            name: "bench scenarios (short) against ref-epoll (1 and 2 threads) and ref-uring",
+            name: "bench scenarios (short) against ref-epoll (1 and 2 threads), ref-uring, ref-sendfile",
             run: against_references,
         },
     ]
@@ -84,6 +84,9 @@ fn against_references() -> CaseResult {
         ("ref-epoll-t1", &["epoll", "--threads", "1"][..]),
         ("ref-epoll-t2", &["epoll", "--threads", "2"][..]),
         ("ref-uring", &["uring"][..]),
+        // One thread only here: the engine's threads share epoll's code, which the
+        // two-thread epoll run checks; make bench runs both.
+        ("ref-sendfile-t1", &["sendfile", "--threads", "1"][..]),
     ] {
         // Stopped when dropped, whatever the result.
         let _server = RefServer::start(args)?;

@@ -7,6 +7,10 @@
 //! flushed with `writev` of its whole queue (as many iovecs as it holds, up to [`MAX_IOV`]),
 //! so a burst of messages costs one system call per recipient, not one per message.
 //!
+//! The engine is generic over its [`Fanout`], which decides what a client's queue holds and
+//! ([`Outgoing`]) how it is written: shared frames and `writev` for `kchat-ref epoll`, byte
+//! ranges of a room's log and `sendfile` for `kchat-ref sendfile` ([`crate::sendfile`]).
+//!
 //! With `--threads N > 1`, worker 0 accepts and deals connections round-robin to the workers.
 //! A frame for a room (or for one client) is delivered by its own worker to its clients there,
 //! and passed once per wake-up, as a batch of shared frames with their audience
@@ -48,8 +52,10 @@ use socket2::SockRef;
 
 use crate::{
     chat::{CloseReason, Label, Post, Registry, Shard},
+    fanout::Fanout,
+    frame::Frame,
     net,
-    queue::TxQueue,
+    queue::{Chunk, Queue, TxQueue},
     Fatal, Options,
 };
 
@@ -68,8 +74,12 @@ const ACCEPT_BUDGET: usize = 128;
 /// Most iovecs per `writev` (Linux allows 1024).
 const MAX_IOV: usize = 512;
 
-/// Runs the epoll engine; returns only on a fatal error.
-pub fn run(opts: &Options) -> Result<Infallible, Fatal> {
+/// Runs the epoll engine, its queues filled by `F`; returns only on a fatal error.
+pub fn run<F>(opts: &Options) -> Result<Infallible, Fatal>
+where
+    F: Fanout + Send + 'static,
+    F::Queue: Flush + Send,
+{
     net::raise_fd_limit();
     let mut listener = TcpListener::from_std(net::listen(opts.port, opts.backlog)?);
     let registry = Arc::new(Registry::new(opts.limits));
@@ -89,7 +99,7 @@ pub fn run(opts: &Options) -> Result<Infallible, Fatal> {
     } else {
         None
     };
-    let mut workers: Vec<Worker> = polls
+    let mut workers: Vec<Worker<F>> = polls
         .into_iter()
         .enumerate()
         .map(|(me, poll)| Worker::new(me, poll, registry.clone(), hub.clone()))
@@ -193,7 +203,7 @@ impl Hub {
 }
 
 /// One thread of the engine and the clients it owns.
-struct Worker {
+struct Worker<F: Fanout> {
     me: usize,
     poll: Poll,
     /// Worker 0's listener.
@@ -201,7 +211,7 @@ struct Worker {
     /// Sockets by token; the shard holds the same tokens' protocol state.
     conns: Vec<Option<TcpStream>>,
     free: Vec<usize>,
-    shard: Shard,
+    shard: Shard<F>,
     hub: Option<Arc<Hub>>,
     /// The worker the next accepted connection goes to.
     next_worker: usize,
@@ -216,7 +226,10 @@ struct Worker {
     spare: Mail,
 }
 
-impl Worker {
+impl<F: Fanout> Worker<F>
+where
+    F::Queue: Flush,
+{
     fn new(me: usize, poll: Poll, registry: Arc<Registry>, hub: Option<Arc<Hub>>) -> Self {
         Self {
             me,
@@ -332,7 +345,7 @@ impl Worker {
         let Some(queue) = self.shard.queue(t) else {
             return;
         };
-        if write_queue(stream, queue).is_err() {
+        if queue.flush_to(stream).is_err() {
             self.shard.close(t, CloseReason::SendError);
         }
     }
@@ -366,7 +379,7 @@ impl Worker {
             return;
         };
         if let Some(mut d) = departed {
-            let _ = write_queue(&mut stream, &mut d.farewell);
+            let _ = d.farewell.flush_to(&mut stream);
         }
         let _ = self.poll.registry().deregister(&mut stream);
         let _ = stream.shutdown(Shutdown::Both);
@@ -479,23 +492,51 @@ impl Worker {
     }
 }
 
-/// Writes `queue` to `stream` until the queue is empty or the socket is full, one `writev`
-/// of up to [`MAX_IOV`] frames at a time.
-fn write_queue(stream: &mut TcpStream, queue: &mut TxQueue) -> io::Result<()> {
-    while !queue.is_empty() {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let mut n = 0;
-        for (slot, (frame, at)) in iov.iter_mut().zip(queue.pending()) {
-            *slot = IoSlice::new(&frame[at..]);
-            n += 1;
+/// A send queue the epoll engine can write to a socket.
+pub trait Flush {
+    /// Writes the queue to `stream` until it is empty or the socket is full.
+    fn flush_to(&mut self, stream: &mut TcpStream) -> io::Result<()>;
+}
+
+/// What a send queue of the epoll engine holds, and how its front is written.
+pub trait Outgoing: Chunk {
+    /// Writes from the front of `queue`, which is not empty, with one system call; returns
+    /// the bytes the socket took.
+    fn write_front(queue: &Queue<Self>, stream: &mut TcpStream) -> io::Result<usize>;
+}
+
+impl<T: Outgoing> Flush for Queue<T> {
+    fn flush_to(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        while !self.is_empty() {
+            match T::write_front(self, stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(sent) => self.advance(sent),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        match stream.write_vectored(&iov[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(sent) => queue.advance(sent),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        Ok(())
     }
-    Ok(())
+}
+
+impl Outgoing for Frame {
+    fn write_front(queue: &TxQueue, stream: &mut TcpStream) -> io::Result<usize> {
+        write_frames(stream, queue.pending())
+    }
+}
+
+/// Writes `frames` (each from the offset given with it) with one `writev` of up to
+/// [`MAX_IOV`] of them; returns the bytes the socket took.
+pub fn write_frames<'a>(
+    stream: &mut TcpStream,
+    frames: impl Iterator<Item = (&'a Frame, usize)>,
+) -> io::Result<usize> {
+    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+    let mut n = 0;
+    for (slot, (frame, at)) in iov.iter_mut().zip(frames) {
+        *slot = IoSlice::new(&frame[at..]);
+        n += 1;
+    }
+    stream.write_vectored(&iov[..n])
 }

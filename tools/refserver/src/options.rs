@@ -1,5 +1,5 @@
-//! The command line (clap): `kchat-ref <epoll|uring> [options]`, with the names, defaults
-//! and ranges of kchat's module parameters.
+//! The command line (clap): `kchat-ref <epoll|uring|sendfile> [options]`, with the names,
+//! defaults and ranges of kchat's module parameters.
 
 use clap::{value_parser, Args, Parser, Subcommand};
 
@@ -9,7 +9,7 @@ use crate::chat::Limits;
 const AFTER_HELP: &str = "\
 Prints `listening on [::]:PORT` (IPv4 and IPv6 clients), or `listening on 0.0.0.0:PORT` where \
 IPv6 is unavailable, once listening. Exit status: 2 for bad options; 3 when the engine cannot \
-run on this system (io_uring unavailable).";
+run on this system (io_uring, or memfd for sendfile, unavailable).";
 
 /// Largest `--max-msg-len`, as kchat's `max_msg_len`.
 const MAX_MSG_LEN_LIMIT: i64 = kchat_proto::MAX_MSG_LEN_LIMIT as i64;
@@ -36,10 +36,8 @@ enum EngineArgs {
     Epoll {
         #[command(flatten)]
         common: Common,
-        /// Threads, 0 for one per vCPU [0..=1024].
-        #[arg(long, value_name = "N", default_value_t = 1,
-              value_parser = value_parser!(u16).range(0..=1024))]
-        threads: u16,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// Serve with io_uring, on one thread.
     #[command(after_help = AFTER_HELP)]
@@ -47,9 +45,26 @@ enum EngineArgs {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve as epoll does, broadcasting from a log in a memfd with sendfile(2).
+    #[command(after_help = AFTER_HELP)]
+    Sendfile {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        threads: Threads,
+    },
 }
 
-/// The options of both engines: kchat's module parameters.
+/// The thread count of the engines that have one.
+#[derive(Debug, Args)]
+struct Threads {
+    /// Threads, 0 for one per vCPU [0..=1024].
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = value_parser!(u16).range(0..=1024))]
+    threads: u16,
+}
+
+/// The options of every engine: kchat's module parameters.
 #[derive(Debug, Args)]
 struct Common {
     /// TCP port, 0 for any free one [0..=65535].
@@ -97,6 +112,19 @@ struct Common {
 pub enum Engine {
     Epoll,
     Uring,
+    Sendfile,
+}
+
+impl Engine {
+    /// What the engine needs from the system beyond sockets and epoll, as named when it is
+    /// unavailable.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Self::Epoll => "epoll",
+            Self::Uring => "io_uring",
+            Self::Sendfile => "memfd",
+        }
+    }
 }
 
 /// The options in force.
@@ -121,8 +149,9 @@ impl Options {
 impl From<Cli> for Options {
     fn from(cli: Cli) -> Self {
         let (engine, common, threads) = match cli.engine {
-            EngineArgs::Epoll { common, threads } => (Engine::Epoll, common, threads),
+            EngineArgs::Epoll { common, threads } => (Engine::Epoll, common, threads.threads),
             EngineArgs::Uring { common } => (Engine::Uring, common, 1),
+            EngineArgs::Sendfile { common, threads } => (Engine::Sendfile, common, threads.threads),
         };
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -184,6 +213,12 @@ mod tests {
             (o.threads, o.limits.max_rooms, o.limits.history),
             (3, 100_000, 1000)
         );
+        let o = parse("sendfile --max-queue-bytes 4096").unwrap();
+        assert_eq!(
+            (o.engine, o.threads, o.limits.max_queue_bytes),
+            (Engine::Sendfile, 1, 4096)
+        );
+        assert_eq!(parse("sendfile --threads 2").unwrap().threads, 2);
         for bad in [
             "epoll --max-msg-len 0",
             "epoll --max-msg-len 1048577",
@@ -191,6 +226,7 @@ mod tests {
             "epoll --history 1001",
             "epoll --max-rooms 0",
             "epoll --threads 1025",
+            "sendfile --threads 1025",
             "uring --threads 2",
             "epoll --bogus 1",
             "",

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{closed, label, recv, Engine, Server};
+use common::{closed, label, recv, Engine, Flood, Server};
 
 engine_tests!(
     message_length_limit,
@@ -62,55 +62,22 @@ fn slow_consumer_is_dropped(engine: Engine) {
     let Some(srv) = Server::start(engine, &["--max-queue-bytes", "65536"]) else {
         return;
     };
-    let mut slow = common::connect_small_window(srv.addr);
-    slow.send(b"/who").unwrap();
-    assert!(recv(&mut slow).contains(" online in #lobby: "));
-    let mut reader = srv.join();
-    let mut flooder = srv.join();
-    let (ls, lr, lf) = (label(&slow), label(&reader), label(&flooder));
-    assert_eq!(recv(&mut reader), format!("* {lf} joined"));
-
-    let body = |n: usize| format!("{n:08} {}", "f".repeat(4000));
-    let deadline = Instant::now() + common::T * 3;
-    let mut sent = 0;
-    let mut got = 0;
-    let mut slow_left = false;
-    // Batches of 8 frames (about 32 KiB): the reader is never more than half of
-    // max_queue_bytes behind, the slow client falls behind without bound.
-    while !slow_left {
-        assert!(Instant::now() < deadline, "the slow client was not dropped");
-        for _ in 0..8 {
-            flooder.send(body(sent).as_bytes()).unwrap();
-            sent += 1;
-        }
-        while got < sent {
-            let frame = recv(&mut reader);
-            if frame == format!("* {ls} left") {
-                slow_left = true;
-                continue;
-            }
-            assert_eq!(frame, format!("{lf}: {}", body(got)));
-            got += 1;
-        }
-    }
+    let mut flood = Flood::start(&srv);
+    flood.until_slow_left(|| {});
+    let sent = flood.sent;
     assert!(sent > 16, "dropped after only {sent} frames");
     // The flooder is fine: the others still hear it, it hears them.
-    flooder.send(b"done").unwrap();
-    assert_eq!(recv(&mut reader), format!("{lf}: done"));
-    reader.send(b"ok").unwrap();
-    assert_eq!(recv(&mut flooder), format!("* {ls} left"));
-    assert_eq!(recv(&mut flooder), format!("{lr}: ok"));
-
-    let frames = closed(&mut slow);
-    assert!(frames.len() < sent, "the slow client got everything");
-    let mut n = 0;
-    for f in &frames {
-        if f.starts_with("* ") {
-            continue;
-        }
-        assert_eq!(*f, format!("{lf}: {}", body(n)), "slow client frame {n}");
-        n += 1;
-    }
+    let (ls, lr, lf) = (
+        label(&flood.slow),
+        label(&flood.reader),
+        label(&flood.flooder),
+    );
+    flood.flooder.send(b"done").unwrap();
+    assert_eq!(recv(&mut flood.reader), format!("{lf}: done"));
+    flood.reader.send(b"ok").unwrap();
+    assert_eq!(recv(&mut flood.flooder), format!("* {ls} left"));
+    assert_eq!(recv(&mut flood.flooder), format!("{lr}: ok"));
+    flood.check_slow_prefix();
 }
 
 /// - with --max-clients 5, five clients are served and the sixth gets `! server full` and is
@@ -234,6 +201,10 @@ fn bad_options_exit_2() {
             &["epoll", "--threads", "1025"],
             "'--threads <N>': 1025 is not in 0..=1024",
         ),
+        (
+            &["sendfile", "--max-queue-bytes", "1073741825"],
+            "1073741825 is not in 4096..=1073741824",
+        ),
         (&["epoll", "--bogus", "1"], "unexpected argument '--bogus'"),
         (
             &["uring", "--threads", "2"],
@@ -250,8 +221,10 @@ fn bad_options_exit_2() {
     }
     for (args, needle) in [
         (&["--help"][..], "uring"),
+        (&["--help"], "sendfile"),
         (&["epoll", "--help"], "--threads <N>"),
         (&["uring", "--help"], "--max-rooms <N>"),
+        (&["sendfile", "--help"], "--threads <N>"),
     ] {
         let out = Command::new(common::binary()).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -9,9 +9,12 @@ use super::{
     rooms::{RoomId, RoomName},
     Audience, Post, Shard,
 };
-use crate::frame::{self, Frame};
+use crate::{
+    fanout::{Fanout, SendQueue},
+    frame::{self, Frame},
+};
 
-impl Shard {
+impl<F: Fanout> Shard<F> {
     /// Acts on one payload from `token`.
     pub(super) fn dispatch(&mut self, token: usize, payload: &[u8]) {
         let Some(Some(c)) = self.clients.get(token) else {
@@ -82,6 +85,7 @@ impl Shard {
                 if self.limits.notices {
                     self.notice(joined.left, Some(token), format_args!("* {label} left"));
                 }
+                self.fanout.leave(joined.left);
                 self.reply(token, &joined.answer);
                 self.enter(token, joined.entry);
                 if self.limits.notices {
@@ -108,6 +112,7 @@ impl Shard {
         };
         c.room = entry.room;
         c.since = entry.since;
+        self.fanout.enter(entry.room);
         if entry.history.is_empty() {
             return;
         }
@@ -158,7 +163,8 @@ impl Shard {
 
     /// The one place that decides which clients of this shard receive a frame for `to`:
     /// the client named, or the members of the room (but `from`) that did not have it in
-    /// their replay.
+    /// their replay. A room's frame is shared ([`Fanout::share`]) when its first recipient
+    /// is found, once for all of them.
     pub(super) fn deliver(&mut self, to: Audience, from: Option<usize>, frame: &Frame) {
         let (room, seq) = match to {
             Audience::Member(id) => {
@@ -169,13 +175,15 @@ impl Shard {
             }
             Audience::Room { room, seq } => (room, seq),
         };
+        let mut shared = None;
         for token in 0..self.clients.len() {
             let hears = matches!(
                 &self.clients[token],
                 Some(c) if c.room == room && seq.is_none_or(|s| s > c.since)
             );
             if hears && Some(token) != from {
-                self.send(token, frame);
+                let shared = shared.get_or_insert_with(|| self.fanout.share(room, frame));
+                self.enqueue(token, frame.len(), |tx| tx.push_shared(shared));
             }
         }
     }

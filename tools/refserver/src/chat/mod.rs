@@ -12,6 +12,9 @@
 //!   named by the engine's token (a slab index or fixed-file slot).
 //! - When an engine has several shards, each passes the frames its clients' messages make
 //!   for the others as [`Post`]s, which [`Shard::deliver_remote`] hands to the right clients.
+//! - How a frame sits in a client's send queue is the engine's [`Fanout`]: the shard pushes
+//!   frames for one client with [`SendQueue::push`] and shares a room's broadcast frame
+//!   once ([`Fanout::share`]) for all its recipients.
 //!
 //! kchat's behaviour and text are mirrored exactly (its src/registry.rs, client.rs, proto.rs,
 //! and DESIGN.md section 1).
@@ -34,11 +37,12 @@ use std::{
 pub use label::Label;
 use rate::{Bucket, Rate};
 pub use registry::Registry;
-use rooms::{RoomId, LOBBY};
+pub use rooms::RoomId;
+use rooms::LOBBY;
 
 use crate::{
+    fanout::{Fanout, SendQueue, SharedFrames},
     frame::{Frame, FrameReader, TooLong},
-    queue::TxQueue,
 };
 
 /// The limits and switches that the protocol logic obeys (the engine-independent options).
@@ -92,9 +96,9 @@ pub struct Post {
     pub frame: Frame,
 }
 
-/// One client of a shard.
+/// One client of a shard, with its send queue `Q`.
 #[derive(Debug)]
-struct Client {
+struct Client<Q> {
     /// Its member id in the registry.
     id: u64,
     /// The label its messages carry (the registry holds the same, for `/who` and nicks).
@@ -106,7 +110,7 @@ struct Client {
     /// come live.
     since: u64,
     reader: FrameReader,
-    tx: TxQueue,
+    tx: Q,
     bucket: Bucket,
     /// Over its rate: not read until [`Shard::pop_due`] returns it.
     parked: bool,
@@ -119,14 +123,16 @@ struct Client {
 /// What is left of a removed client for its engine: the queue to flush once, without
 /// waiting, before the socket is shut down (empty unless there is a last word to say).
 #[derive(Debug)]
-pub struct Departed {
-    pub farewell: TxQueue,
+pub struct Departed<Q> {
+    pub farewell: Q,
 }
 
-/// The clients one engine thread serves, and the protocol between their sockets.
+/// The clients one engine thread serves, and the protocol between their sockets; `F` puts
+/// the frames into their send queues.
 #[derive(Debug)]
-pub struct Shard {
+pub struct Shard<F: Fanout = SharedFrames> {
     registry: Arc<Registry>,
+    fanout: F,
     limits: Limits,
     rate: Rate,
     /// The clock of the token buckets.
@@ -134,7 +140,7 @@ pub struct Shard {
     /// Parked clients with the time they may be read again, soonest first.
     parked: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Indexed by the engine's token.
-    clients: Vec<Option<Client>>,
+    clients: Vec<Option<Client<F::Queue>>>,
     /// The tokens of the clients, by member id (for private messages).
     tokens: HashMap<u64, usize>,
     /// Clients with frames queued since the engine last flushed them.
@@ -145,11 +151,12 @@ pub struct Shard {
     remote: Option<Vec<Post>>,
 }
 
-impl Shard {
+impl<F: Fanout> Shard<F> {
     /// A shard of the server whose clients are in `registry`; `sharded` if other shards exist
     /// (then frames for their clients are collected for them, see [`Shard::remote`]).
     pub fn new(registry: Arc<Registry>, sharded: bool) -> Self {
         Self {
+            fanout: F::default(),
             limits: *registry.limits(),
             rate: Rate::new(registry.limits().max_msg_rate),
             epoch: Instant::now(),
@@ -179,7 +186,7 @@ impl Shard {
             room: LOBBY,
             since: 0,
             reader: FrameReader::new(self.limits.max_msg_len),
-            tx: TxQueue::default(),
+            tx: F::Queue::default(),
             bucket: Bucket::default(),
             parked: false,
             closing: None,
@@ -287,9 +294,14 @@ impl Shard {
         self.remote.as_mut()
     }
 
-    /// Queues `frame` to `token`, or disconnects it as a slow consumer if its queue would
-    /// pass `max_queue_bytes`; nobody waits for it.
+    /// Queues `frame` to `token` alone (see [`Shard::enqueue`]).
     fn send(&mut self, token: usize, frame: &Frame) {
+        self.enqueue(token, frame.len(), |tx| tx.push(frame.clone()));
+    }
+
+    /// Queues `len` bytes to `token` with `push`, or disconnects it as a slow consumer if its
+    /// queue would pass `max_queue_bytes`; nobody waits for it.
+    fn enqueue(&mut self, token: usize, len: usize, push: impl FnOnce(&mut F::Queue)) {
         let max = self.limits.max_queue_bytes as usize;
         let Some(Some(c)) = self.clients.get_mut(token) else {
             return;
@@ -297,12 +309,12 @@ impl Shard {
         if c.closing.is_some() {
             return;
         }
-        if !c.tx.fits(frame.len(), max) {
+        if !c.tx.fits(len, max) {
             let queued = c.tx.bytes();
             self.close(token, CloseReason::SlowConsumer(queued));
             return;
         }
-        c.tx.push(frame.clone());
+        push(&mut c.tx);
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(token);
@@ -324,7 +336,7 @@ impl Shard {
 
     /// The send queue of client `token` (closing or not, so that the engine can account for
     /// a send that was in flight), for the engine to send from and advance.
-    pub fn queue(&mut self, token: usize) -> Option<&mut TxQueue> {
+    pub fn queue(&mut self, token: usize) -> Option<&mut F::Queue> {
         match self.clients.get_mut(token) {
             Some(Some(c)) => Some(&mut c.tx),
             _ => None,
@@ -357,13 +369,14 @@ impl Shard {
     /// Removes a client that was closed: it leaves the registry and the others in its room
     /// are told (`* LABEL left`). Returns what the engine still has to flush before shutting
     /// the socket down.
-    pub fn remove(&mut self, token: usize) -> Option<Departed> {
+    pub fn remove(&mut self, token: usize) -> Option<Departed<F::Queue>> {
         let c = self.clients.get_mut(token)?.take()?;
         self.tokens.remove(&c.id);
         self.registry.remove(c.id);
         if self.limits.notices {
             self.notice(c.room, None, format_args!("* {} left", c.label));
         }
+        self.fanout.leave(c.room);
         let mut farewell = c.tx;
         if !matches!(c.closing, Some(CloseReason::TooLong(_))) {
             farewell.clear();

@@ -15,6 +15,14 @@ pub struct RoomId(u64);
 /// `#lobby`, which always exists and where every client starts.
 pub const LOBBY: RoomId = RoomId(0);
 
+#[cfg(test)]
+impl RoomId {
+    /// The `n`th room created (`#lobby` is 0), for tests of what is kept per room.
+    pub fn nth(n: u64) -> Self {
+        Self(n)
+    }
+}
+
 /// A valid room name, as spelled: `#` and 1 to 32 bytes of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomName(String);

@@ -25,6 +25,10 @@ pub enum Engine {
     EpollThreads2,
     /// `kchat-ref uring`.
     Uring,
+    /// `kchat-ref sendfile`, one thread.
+    Sendfile,
+    /// `kchat-ref sendfile --threads 2`.
+    SendfileThreads2,
 }
 
 impl Engine {
@@ -33,6 +37,8 @@ impl Engine {
             Self::Epoll => &["epoll"],
             Self::EpollThreads2 => &["epoll", "--threads", "2"],
             Self::Uring => &["uring"],
+            Self::Sendfile => &["sendfile"],
+            Self::SendfileThreads2 => &["sendfile", "--threads", "2"],
         }
     }
 }
@@ -60,8 +66,9 @@ pub fn binary() -> &'static str {
 
 impl Server {
     /// Starts `engine` with `--port 0` and `args`, and reads the port it prints. Returns
-    /// `None`, after printing `SKIPPED: io_uring unavailable (WHY) [TEST]` (see [`skip`]), if
-    /// the engine cannot run on this machine (exit status 3); the caller then returns.
+    /// `None`, after printing `SKIPPED: io_uring unavailable (WHY) [TEST]` (or `memfd
+    /// unavailable` for sendfile; see [`skip`]), if the engine cannot run on this machine
+    /// (exit status 3); the caller then returns.
     pub fn start(engine: Engine, args: &[&str]) -> Option<Server> {
         let mut child = Command::new(binary())
             .args(engine.args())
@@ -96,14 +103,21 @@ impl Server {
             .expect("stderr is piped")
             .read_to_string(&mut err);
         if status.code() == Some(3) {
-            let why = err.trim();
-            let why = why
-                .strip_prefix("kchat-ref: io_uring unavailable: ")
-                .unwrap_or(why);
-            skip(&format!("io_uring unavailable ({why})"));
+            // `kchat-ref: WHAT unavailable: WHY`
+            let line = err.trim();
+            let line = line.strip_prefix("kchat-ref: ").unwrap_or(line);
+            let (what, why) = line
+                .split_once(" unavailable: ")
+                .unwrap_or(("engine", line));
+            skip(&format!("{what} unavailable ({why})"));
             return None;
         }
         panic!("kchat-ref failed to start ({status}): {err}");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A new client, not yet known to be attached.
@@ -248,36 +262,117 @@ pub fn eventually<R>(mut f: impl FnMut() -> Option<R>) -> R {
 }
 
 /// Defines, for each named test body `fn NAME(engine: Engine)`, one `#[test]` per engine:
-/// `epoll::NAME`, `epoll_threads::NAME` and `uring::NAME`.
+/// `epoll::NAME`, `epoll_threads::NAME`, `uring::NAME`, `sendfile::NAME` and
+/// `sendfile_threads::NAME`.
 #[macro_export]
 macro_rules! engine_tests {
     ($($name:ident),* $(,)?) => {
-        mod epoll {
+        $crate::engine_module!(epoll, Epoll, "the epoll engine, one thread", $($name),*);
+        $crate::engine_module!(
+            epoll_threads, EpollThreads2, "the epoll engine, two threads", $($name),*
+        );
+        $crate::engine_module!(
+            uring, Uring, "the io_uring engine (skipped where io_uring is unavailable)",
+            $($name),*
+        );
+        $crate::engine_module!(sendfile, Sendfile, "the sendfile engine, one thread", $($name),*);
+        $crate::engine_module!(
+            sendfile_threads, SendfileThreads2, "the sendfile engine, two threads", $($name),*
+        );
+    };
+}
+
+/// The module `$module` of [`engine_tests!`]: each test body run with `Engine::$engine`.
+#[macro_export]
+macro_rules! engine_module {
+    ($module:ident, $engine:ident, $what:literal, $($name:ident),*) => {
+        mod $module {
             $(
-                #[doc = concat!("[`super::", stringify!($name), "`] with the epoll engine, one thread.")]
+                #[doc = concat!("[`super::", stringify!($name), "`] with ", $what, ".")]
                 #[test]
                 fn $name() {
-                    super::$name(super::common::Engine::Epoll)
-                }
-            )*
-        }
-        mod epoll_threads {
-            $(
-                #[doc = concat!("[`super::", stringify!($name), "`] with the epoll engine, two threads.")]
-                #[test]
-                fn $name() {
-                    super::$name(super::common::Engine::EpollThreads2)
-                }
-            )*
-        }
-        mod uring {
-            $(
-                #[doc = concat!("[`super::", stringify!($name), "`] with the io_uring engine (skipped where io_uring is unavailable).")]
-                #[test]
-                fn $name() {
-                    super::$name(super::common::Engine::Uring)
+                    super::$name(super::common::Engine::$engine)
                 }
             )*
         }
     };
+}
+
+/// A slow-consumer scenario: `slow` (a tiny receive window; it asks `/who` once and never
+/// reads again), `reader` and `flooder` connect in this order, then `flooder` sends numbered
+/// messages of about 4 KB that `reader` checks as they come.
+pub struct Flood {
+    pub slow: Conn,
+    pub reader: Conn,
+    pub flooder: Conn,
+    /// Flood messages sent so far.
+    pub sent: usize,
+}
+
+impl Flood {
+    /// Connects the three clients to `srv` (which must send notices); the reader has heard
+    /// the flooder join.
+    pub fn start(srv: &Server) -> Self {
+        let mut slow = connect_small_window(srv.addr);
+        slow.send(b"/who").unwrap();
+        assert!(recv(&mut slow).contains(" online in #lobby: "));
+        let mut reader = srv.join();
+        let flooder = srv.join();
+        assert_eq!(recv(&mut reader), format!("* {} joined", label(&flooder)));
+        Flood {
+            slow,
+            reader,
+            flooder,
+            sent: 0,
+        }
+    }
+
+    /// Flood message `n`.
+    pub fn body(n: usize) -> String {
+        format!("{n:08} {}", "f".repeat(4000))
+    }
+
+    /// Floods in batches of 8 messages (about 32 KiB, so the reader is never more than half
+    /// of a 64 KiB `max_queue_bytes` behind, while the slow client falls behind without
+    /// bound), the reader checking every one, until the reader hears that the slow client
+    /// left; calls `after_batch` after each batch.
+    pub fn until_slow_left(&mut self, mut after_batch: impl FnMut()) {
+        let (ls, lf) = (label(&self.slow), label(&self.flooder));
+        let deadline = Instant::now() + T * 3;
+        let mut got = self.sent;
+        let mut slow_left = false;
+        while !slow_left {
+            assert!(Instant::now() < deadline, "the slow client was not dropped");
+            for _ in 0..8 {
+                self.flooder.send(Self::body(self.sent).as_bytes()).unwrap();
+                self.sent += 1;
+            }
+            while got < self.sent {
+                let frame = recv(&mut self.reader);
+                if frame == format!("* {ls} left") {
+                    slow_left = true;
+                    continue;
+                }
+                assert_eq!(frame, format!("{lf}: {}", Self::body(got)));
+                got += 1;
+            }
+            after_batch();
+        }
+    }
+
+    /// Waits until the slow client is closed; checks that what it got is an intact, in-order
+    /// prefix of the flood (notices aside), not all of it.
+    pub fn check_slow_prefix(&mut self) {
+        let lf = label(&self.flooder);
+        let frames = closed(&mut self.slow);
+        assert!(frames.len() < self.sent, "the slow client got everything");
+        let chat = frames.iter().filter(|f| !f.starts_with("* "));
+        for (n, f) in chat.enumerate() {
+            assert_eq!(
+                *f,
+                format!("{lf}: {}", Self::body(n)),
+                "slow client frame {n}"
+            );
+        }
+    }
 }
