@@ -237,11 +237,12 @@ for f in /sys/devices/system/cpu/vulnerabilities/*; do
     echo "KCHAT-BENCH-ENV vulnerability ${f##*/}: $(cat $f)"
 done
 echo "KCHAT-BENCH-ENV cpus $(nproc), memory $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
-# Waits until something listens on port $1 (hex in /proc/net/tcp, state 0A).
+# Waits until something listens on port $1 (hex in /proc/net/tcp or tcp6, state 0A: kchat
+# and the references listen on [::], IPv4 and IPv6).
 listening() {
     p=$(printf '%04X' $1)
     for i in $(seq 200); do
-        grep -q ":$p 00000000:0000 0A" /proc/net/tcp && return 0
+        grep -qs ":$p 0*:0000 0A" /proc/net/tcp /proc/net/tcp6 && return 0
         sleep 0.05
     done
     echo "KCHAT-BENCH-ERROR nothing listens on port $1"
