@@ -402,6 +402,7 @@ impl<M: Member> Core<M> {
                     .map_err(|_| JoinError::NoMemory)?;
                 inner.room_names.insert(node.into_node(key, r));
                 self.stats.rooms_now.add(1, Relaxed);
+                self.stats.rooms_created.add(1, Relaxed);
                 (r, true)
             }
         };

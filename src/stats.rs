@@ -40,6 +40,8 @@ pub(crate) struct Stats {
     pub(crate) recvs: Atomic<u64>,
     /// Rooms that exist now, `#lobby` included.
     pub(crate) rooms_now: Atomic<u64>,
+    /// Rooms created by `/join` since load.
+    pub(crate) rooms_created: Atomic<u64>,
     /// History messages replayed to clients entering a room.
     pub(crate) history_replayed: Atomic<u64>,
     /// Private messages delivered (`/msg`).
@@ -62,6 +64,7 @@ impl Stats {
             sent_frames: Atomic::new(0),
             recvs: Atomic::new(0),
             rooms_now: Atomic::new(0),
+            rooms_created: Atomic::new(0),
             history_replayed: Atomic::new(0),
             private_messages: Atomic::new(0),
         }
@@ -86,7 +89,7 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, &Atomic<u64>); 15] = [
+        let rows: [(&str, &Atomic<u64>); 16] = [
             ("clients_now", &self.clients_now),
             ("clients_peak", &self.clients_peak),
             ("connections_served", &self.served),
@@ -100,6 +103,7 @@ impl fmt::Display for Stats {
             ("sent_frames", &self.sent_frames),
             ("recvs", &self.recvs),
             ("rooms_now", &self.rooms_now),
+            ("rooms_created", &self.rooms_created),
             ("history_replayed", &self.history_replayed),
             ("private_messages", &self.private_messages),
         ];

@@ -743,8 +743,10 @@ fn room_churn(scale: &'static Scale) -> CaseResult {
     churners
         .join()
         .map_err(|_| "churners panicked".to_string())??;
-    println!("# room churn: up to {peak} rooms at once");
-    ensure!(peak > 1, "no room was ever created");
+    // The samples may miss short-lived rooms on a slow guest; the counter does not.
+    let created = stat("rooms_created")?;
+    println!("# room churn: {created} rooms created, up to {peak} at once (sampled)");
+    ensure!(created > 0, "no room was ever created");
     finish(scale, honest, base, "room churn")
 }
 
