@@ -233,12 +233,7 @@ impl<M: Member> Core<M> {
             max_text: limits.max_text,
         };
         let lobby = RoomName::lobby();
-        let id = inner.rooms.insert(Room {
-            name: lobby,
-            members: KVec::new(),
-            history: History::new(),
-            relayed: 0,
-        })?;
+        let id = inner.rooms.insert(Room::new(lobby))?;
         inner
             .room_names
             .try_create_and_insert(lobby.key(), id, GFP_KERNEL)?;
@@ -328,11 +323,9 @@ impl<M: Member> Core<M> {
     pub(crate) fn set_nick(&self, who: &M, nick: Label) -> Result<Option<Label>, NickError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let id = inner.id_of(who).ok_or(NickError::Gone)?;
-        let (old, room) = inner
-            .members
-            .get(id)
-            .map(|e| (e.label, e.room))
+        let (id, old, room) = inner
+            .entry_of(who)
+            .map(|(id, e)| (id, e.label, e.room))
             .ok_or(NickError::Gone)?;
         if old == nick {
             return Ok(None);
@@ -372,11 +365,9 @@ impl<M: Member> Core<M> {
     pub(crate) fn join(&self, who: &M, name: &RoomName) -> Result<RoomName, JoinError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let id = inner.id_of(who).ok_or(JoinError::Gone)?;
-        let (label, old_room) = inner
-            .members
-            .get(id)
-            .map(|e| (e.label, e.room))
+        let (id, label, old_room) = inner
+            .entry_of(who)
+            .map(|(id, e)| (id, e.label, e.room))
             .ok_or(JoinError::Gone)?;
         let key = name.key();
         let (room_id, created) = match inner.room_names.get(&key) {
@@ -393,12 +384,7 @@ impl<M: Member> Core<M> {
                     RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| JoinError::NoMemory)?;
                 let r = inner
                     .rooms
-                    .insert(Room {
-                        name: *name,
-                        members: KVec::new(),
-                        history: History::new(),
-                        relayed: 0,
-                    })
+                    .insert(Room::new(*name))
                     .map_err(|_| JoinError::NoMemory)?;
                 inner.room_names.insert(node.into_node(key, r));
                 self.stats.rooms_now.add(1, Relaxed);
@@ -413,10 +399,7 @@ impl<M: Member> Core<M> {
             .unwrap_or(false);
         if !reserved {
             if created {
-                if let Some(room) = inner.rooms.remove(room_id) {
-                    inner.room_names.remove(&room.name.key());
-                    self.stats.rooms_now.fetch_sub(1, Relaxed);
-                }
+                inner.remove_room(room_id, &self.stats);
             }
             return Err(JoinError::NoMemory);
         }
@@ -444,8 +427,10 @@ impl<M: Member> Core<M> {
     /// Answers `/who`: the members of `who`'s room.
     pub(crate) fn who(&self, who: &M) -> Result {
         let inner = self.inner.lock();
-        let id = inner.id_of(who).ok_or(ENOENT)?;
-        let room_id = inner.members.get(id).map(|e| e.room).ok_or(ENOENT)?;
+        let (id, room_id) = inner
+            .entry_of(who)
+            .map(|(id, e)| (id, e.room))
+            .ok_or(ENOENT)?;
         let room = inner.rooms.get(room_id).ok_or(ENOENT)?;
         let roster = RoomRoster::new(&inner, room_id)?;
         let event = Event::Who {
@@ -471,10 +456,11 @@ impl<M: Member> Core<M> {
     /// is.
     pub(crate) fn private(&self, from: &M, target: &[u8], text: &[u8]) -> Result<(), NoSuchNick> {
         let inner = self.inner.lock();
-        let id = inner.id_of(from).ok_or(NoSuchNick)?;
-        let label = inner.members.get(id).map(|e| e.label).ok_or(NoSuchNick)?;
+        let (id, label, room) = inner
+            .entry_of(from)
+            .map(|(id, e)| (id, e.label, e.room))
+            .ok_or(NoSuchNick)?;
         let to = *inner.labels.get(&Key::of(target)).ok_or(NoSuchNick)?;
-        let room = inner.members.get(id).map_or(LOBBY, |e| e.room);
         let event = Event::Private { from: &label, text };
         inner.send(audience(What::Private { to }, id, room, false), &event);
         self.stats.private_messages.add(1, Relaxed);

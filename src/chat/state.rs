@@ -58,6 +58,18 @@ pub(super) struct Room {
     pub(super) relayed: u64,
 }
 
+impl Room {
+    /// An empty room called `name`, with no history.
+    pub(super) fn new(name: RoomName) -> Self {
+        Self {
+            name,
+            members: KVec::new(),
+            history: History::new(),
+            relayed: 0,
+        }
+    }
+}
+
 /// The core's state, under its lock.
 pub(super) struct Inner<M> {
     pub(super) members: Slab<Entry<M>>,
@@ -157,12 +169,23 @@ impl<M: Member> Inner<M> {
             m.pos = pos as u32;
         }
         if empty && room_id != LOBBY {
-            if let Some(room) = self.rooms.remove(room_id) {
-                self.room_names.remove(&room.name.key());
-                stats.rooms_now.fetch_sub(1, Relaxed);
-            }
+            self.remove_room(room_id, stats);
         }
         room_id
+    }
+
+    /// Removes room `room_id`, with its history, from the tables.
+    pub(super) fn remove_room(&mut self, room_id: RoomId, stats: &Stats) {
+        if let Some(room) = self.rooms.remove(room_id) {
+            self.room_names.remove(&room.name.key());
+            stats.rooms_now.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Member `id` of `who`, with its entry, if `who` is in the core.
+    pub(super) fn entry_of(&self, who: &M) -> Option<(MemberId, &Entry<M>)> {
+        let id = self.id_of(who)?;
+        Some((id, self.members.get(id)?))
     }
 
     /// Puts member `id` into `room`, whose member list has room for it.
