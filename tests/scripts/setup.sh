@@ -16,10 +16,13 @@ need_root_for_apt() {
 	[ "$(id -u)" = 0 ] || die "missing packages ($*) and not root: install them with apt-get, or rerun as root"
 }
 
-# Packages from bookworm itself.
+# Packages from bookworm itself. The IRC servers (ngircd 26.1, InspIRCd 3.15) are
+# benchmark peers and the IRC clients (irssi, WeeChat, ii) test kchat's IRC front end;
+# RUNLEVEL=1 below keeps the servers' own daemons from starting, as for redis-server.
 HOST_PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod
 	busybox-static xz-utils "libclang-$LLVM_VERSION-dev" "clang-$LLVM_VERSION"
-	"lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" tmux redis-server python3)
+	"lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" tmux redis-server python3
+	ngircd inspircd irssi weechat-headless ii)
 
 missing_pkgs() {
 	local p

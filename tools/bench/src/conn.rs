@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use mio::net::TcpStream;
 
-use crate::{kchat, layout::Role, resp};
+use crate::{irc, kchat, layout::Role, resp};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub(crate) enum Rx {
     Kchat(kchat::Inbox),
     /// RESP replies and pushes.
     Resp(resp::Reader),
+    /// IRC lines.
+    Irc(irc::Inbox),
 }
 
 /// A client connection.
@@ -47,6 +49,9 @@ pub(crate) struct Conn {
     pub(crate) out_pos: usize,
     /// Senders: the next sequence number to send.
     pub(crate) next_seq: u32,
+    /// Counts against `--connect-batch`: from the connect until the server has the
+    /// connection (connected; for IRC, welcomed), or it failed.
+    pub(crate) in_flight: bool,
 }
 
 impl Conn {
@@ -62,6 +67,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             next_seq: 0,
+            in_flight: false,
         }
     }
 

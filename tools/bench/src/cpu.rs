@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! CPU accounting over the measured interval: the machine's busy time from /proc/stat and the
-//! generator's own time from getrusage; their difference is charged to the server.
+//! generator's own time from getrusage; their difference is charged to the server. With
+//! `--server-pid`, also the server process's own time from /proc/PID/stat.
 
 use std::{fs, io};
 
@@ -41,6 +42,16 @@ pub(crate) fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// User plus system time, in clock ticks, from the text of /proc/PID/stat: fields 14 and 15,
+/// counted after the command name (which is in parentheses and may hold anything).
+pub(crate) fn parse_pid_stat(text: &str) -> Option<u64> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Reads /proc/stat now.
 pub(crate) fn read_proc_stat() -> io::Result<ProcStat> {
     let text = fs::read_to_string("/proc/stat")?;
@@ -48,21 +59,26 @@ pub(crate) fn read_proc_stat() -> io::Result<ProcStat> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))
 }
 
-/// One reading of both clocks, taken at the start or the end of the measured interval.
+/// One reading of the clocks, taken at the start or the end of the measured interval.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuSample {
     /// Machine-wide busy time, or `None` where /proc/stat cannot be read.
     stat: Option<ProcStat>,
     /// This process's user + system time, seconds.
     own_s: f64,
+    /// The server process's user + system time, in clock ticks, if asked for and readable.
+    server_ticks: Option<u64>,
 }
 
 impl CpuSample {
-    /// Reads both now.
-    pub(crate) fn take() -> Self {
+    /// Reads them now (the server process's too, if `server_pid` is given).
+    pub(crate) fn take(server_pid: Option<u32>) -> Self {
+        let server =
+            server_pid.and_then(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok());
         Self {
             stat: read_proc_stat().ok(),
             own_s: sys::process_cpu_seconds(),
+            server_ticks: server.as_deref().and_then(parse_pid_stat),
         }
     }
 }
@@ -76,6 +92,8 @@ pub(crate) struct CpuUse {
     pub(crate) busy_s: Option<f64>,
     /// Steal time of the whole machine, seconds.
     pub(crate) steal_s: f64,
+    /// The server process's own user + system time, seconds (`--server-pid`).
+    pub(crate) server_process_s: Option<f64>,
 }
 
 impl CpuUse {
@@ -89,10 +107,15 @@ impl CpuUse {
             ),
             _ => (None, 0.0),
         };
+        let server_process_s = match (start.server_ticks, end.server_ticks) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / hz),
+            _ => None,
+        };
         Self {
             loadgen_s: (end.own_s - start.own_s).max(0.0),
             busy_s,
             steal_s,
+            server_process_s,
         }
     }
 
@@ -135,19 +158,29 @@ mod tests {
         assert_eq!(parse_proc_stat(""), None);
     }
 
+    /// Checks the /proc/PID/stat parser: user + system ticks, also with a command name
+    /// holding spaces and parentheses; `None` for a truncated line.
+    #[test]
+    fn pid_stat() {
+        let fields = "S 1 2 3 0 -1 4194560 100 0 0 0 700 45 0 0 20 0 1 0 5 6 7";
+        assert_eq!(parse_pid_stat(&format!("42 (ngircd) {fields}")), Some(745));
+        assert_eq!(parse_pid_stat(&format!("42 (a) (b c) {fields}")), Some(745));
+        assert_eq!(parse_pid_stat("42 (x) S 1 2 3"), None);
+    }
+
     /// Checks that server time is busy time minus our own and never negative.
     #[test]
     fn server_share() {
         let u = CpuUse {
             loadgen_s: 1.5,
             busy_s: Some(4.0),
-            steal_s: 0.0,
+            ..CpuUse::default()
         };
         assert_eq!(u.server_s(), Some(2.5));
         let u = CpuUse {
             loadgen_s: 5.0,
             busy_s: Some(4.0),
-            steal_s: 0.0,
+            ..CpuUse::default()
         };
         assert_eq!(u.server_s(), Some(0.0));
         assert_eq!(CpuUse::default().server_s(), None);

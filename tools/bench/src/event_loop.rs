@@ -14,8 +14,10 @@ use mio::{event::Event, net::TcpStream, unix::SourceFd, Events, Interest, Poll, 
 
 use crate::{
     conn::{Conn, Rx, State},
-    kchat,
+    irc, kchat, layout,
     options::Protocol,
+    payload::Format,
+    recv::{After, Readable},
     redis, resp,
     shared::{Phase, Shared, SYNC_CONN},
     sys,
@@ -27,9 +29,6 @@ const WAKE: Token = Token(usize::MAX);
 
 /// The token of the `--rate` schedule's timer.
 const TIMER: Token = Token(usize::MAX - 1);
-
-/// Connects in flight at once, over all threads (a server's accept backlog is finite).
-const CONNECT_BATCH: usize = 256;
 
 /// Poll timeout when nothing is scheduled; phase changes wake the thread anyway.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -47,6 +46,7 @@ struct Worker {
     conns: Vec<Conn>,
     /// Local indices still to connect, in reverse order (popped from the end).
     to_connect: Vec<usize>,
+    /// Connections in flight (see [`Conn::in_flight`]), and the most this thread may have.
     connecting: usize,
     connect_batch: usize,
     /// Connections not yet connected or failed.
@@ -62,8 +62,11 @@ struct Worker {
     /// Barrier: when to send the next sync, and the pause after it.
     sync_at: u64,
     sync_pause: u64,
-    /// RESP, per room: everything of a PUBLISH to its channel before the payload.
-    publish_prefixes: Vec<Vec<u8>>,
+    /// How payloads are carried.
+    format: Format,
+    /// RESP and IRC, per room: everything of a message to its channel before the payload
+    /// (`PUBLISH`, `PRIVMSG`).
+    prefixes: Vec<Vec<u8>>,
     /// `--rate`: ns between two messages of one sender; earliest next due time; the timer
     /// that wakes the thread then, and the time it is armed for.
     rate_interval: Option<u64>,
@@ -122,7 +125,8 @@ impl Worker {
             let role = layout.role(g);
             let row = role.receiver.then(|| {
                 rows.push(Row {
-                    own_sender: role.sender.filter(|_| layout.protocol == Protocol::Kchat),
+                    // (A RESP receiver is a subscriber, never a sender.)
+                    own_sender: role.sender,
                     room: role.room,
                     active: false,
                 });
@@ -134,6 +138,7 @@ impl Worker {
             let rx = match layout.protocol {
                 Protocol::Kchat => Rx::Kchat(kchat::Inbox::new(layout.joins.then_some(role.room))),
                 Protocol::Resp => Rx::Resp(resp::Reader::default()),
+                Protocol::Irc => Rx::Irc(irc::Inbox::new(shared.irc.channel(role.room))),
             };
             conns.push(Conn::new(g, role, row, rx));
         }
@@ -143,13 +148,16 @@ impl Worker {
         to_connect.sort_by_key(|&i| (!conns[i].role.stalled, i));
         to_connect.reverse();
         let o = &shared.opts;
-        let publish_prefixes = (0..layout.rooms as u32)
-            .map(|room| resp::publish_prefix(redis::channel(o, room).as_bytes(), o.payload))
-            .collect();
+        let prefix = |room| match layout.protocol {
+            Protocol::Kchat => Vec::new(),
+            Protocol::Resp => resp::publish_prefix(layout::channel(o, room).as_bytes(), o.payload),
+            Protocol::Irc => irc::privmsg_prefix(shared.irc.channel(room)),
+        };
+        let prefixes = (0..layout.rooms as u32).map(prefix).collect();
         let rate_interval = o.rate.map(|r| (1e9 / r).max(1.0) as u64);
         let unresolved = conns.len();
         Self {
-            connect_batch: (CONNECT_BATCH / layout.threads).max(1),
+            connect_batch: (shared.opts.connect_batch() / layout.threads).max(1),
             tracker: Tracker::new(shared.clone(), thread, rows),
             thread,
             poll,
@@ -164,7 +172,8 @@ impl Worker {
             measuring: false,
             sync_at: 0,
             sync_pause: SYNC_FIRST,
-            publish_prefixes,
+            format: layout.format(),
+            prefixes,
             rate_interval,
             next_due: None,
             timer: None,
@@ -219,8 +228,10 @@ impl Worker {
                     }
                     // Nagle would hold small frames back waiting for ACKs: latency, not load.
                     let _ = stream.set_nodelay(true);
-                    self.conns[i].stream = Some(stream);
-                    self.conns[i].state = State::Connecting;
+                    let c = &mut self.conns[i];
+                    c.stream = Some(stream);
+                    c.state = State::Connecting;
+                    c.in_flight = true;
                     self.connecting += 1;
                 }
                 Err(e) => self.connect_failed(i, &e),
@@ -233,12 +244,17 @@ impl Worker {
         }
     }
 
-    /// Connect `i` failed before or while connecting.
-    fn connect_failed(&mut self, i: usize, e: &io::Error) {
-        let c = &mut self.conns[i];
-        if c.state == State::Connecting {
+    /// Connection `i` is no longer in flight: the server has it, or it failed.
+    fn landed(&mut self, i: usize) {
+        if std::mem::take(&mut self.conns[i].in_flight) {
             self.connecting -= 1;
         }
+    }
+
+    /// Connect `i` failed before or while connecting.
+    fn connect_failed(&mut self, i: usize, e: &io::Error) {
+        self.landed(i);
+        let c = &mut self.conns[i];
         c.state = State::Closed;
         c.stream = None;
         self.unresolved -= 1;
@@ -281,7 +297,10 @@ impl Worker {
             self.connect_failed(i, &e);
             return;
         }
-        self.connecting -= 1;
+        if self.shared.layout.protocol != Protocol::Irc {
+            // An IRC client stays in flight until the server welcomes it (see `read`).
+            self.landed(i);
+        }
         self.unresolved -= 1;
         self.connected(i);
     }
@@ -310,10 +329,15 @@ impl Worker {
                 }
             }
             Protocol::Resp if c.role.subscriber => {
-                redis::append_subscribe(&mut c.out, &redis::channel(&sh.opts, c.role.room));
+                redis::append_subscribe(&mut c.out, &layout::channel(&sh.opts, c.role.room));
                 self.flush(i);
             }
             Protocol::Resp => {}
+            // Stalled clients too: they stop reading once in their channel.
+            Protocol::Irc => {
+                irc::append_register(&mut c.out, &sh.irc.nick(c.global));
+                self.flush(i);
+            }
         }
     }
 
@@ -326,39 +350,52 @@ impl Worker {
         c.state = State::Parked;
     }
 
-    /// Reads everything available on connection `i` (to EOF if `closing`).
+    /// Reads everything available on connection `i` (to EOF if `closing`), then sends what
+    /// the reading asked for (IRC answers).
     fn read(&mut self, i: usize, closing: bool) {
-        let chunk = self.shared.read_chunk;
+        let ev = Readable {
+            size: self.shared.read_size,
+            closing,
+        };
         let c = &mut self.conns[i];
         let Some(stream) = c.stream.as_mut() else {
             return;
         };
+        let tracker = &mut self.tracker;
         let result = match &mut c.rx {
             Rx::Kchat(inbox) => {
                 let Some(row) = c.row else {
                     return;
                 };
-                let who = kchat::Reader {
-                    row,
-                    chunk,
-                    closing,
-                };
-                kchat::read(stream, inbox, who, &mut self.tracker).map(|()| redis::After::Continue)
+                kchat::read(stream, inbox, row, ev, tracker)
             }
             Rx::Resp(rd) => {
                 let who = redis::Conn {
                     row: c.row,
                     publisher: c.role.sender.is_some(),
-                    chunk,
-                    closing,
                 };
-                redis::read(stream, rd, who, &mut self.tracker)
+                redis::read(stream, rd, who, ev, tracker)
+            }
+            Rx::Irc(inbox) => {
+                let who = irc::Client {
+                    row: c.row,
+                    out: &mut c.out,
+                };
+                irc::read(stream, inbox, who, ev, tracker)
             }
         };
-        match result {
-            Ok(redis::After::Continue) => {}
-            Ok(redis::After::StopReading) => self.park(i),
-            Err(e) => self.close(i, &e),
+        let after = match result {
+            Ok(after) => after,
+            Err(e) => return self.close(i, &e),
+        };
+        if matches!(&self.conns[i].rx, Rx::Irc(inbox) if inbox.welcomed()) {
+            self.landed(i);
+        }
+        if self.conns[i].pending_out() > 0 {
+            self.flush(i);
+        }
+        if after == After::StopReading && self.conns[i].state == State::Open {
+            self.park(i);
         }
     }
 
@@ -372,6 +409,7 @@ impl Worker {
     /// Connection `i` is finished: an error, unless it is a stalled client (which the
     /// server is entitled to drop as a slow consumer).
     fn close(&mut self, i: usize, e: &io::Error) {
+        self.landed(i);
         let c = &mut self.conns[i];
         if let Some(mut stream) = c.stream.take() {
             let _ = self.poll.registry().deregister(&mut stream);
@@ -499,9 +537,9 @@ impl Worker {
             sh.sent[s as usize].store(seq + 1, Ordering::Release);
             match sh.layout.protocol {
                 Protocol::Kchat => kchat::append_message(&mut c.out, o.payload, s, seq, sent_ns),
-                Protocol::Resp => redis::append_publish(
+                Protocol::Resp | Protocol::Irc => self.format.append_line(
                     &mut c.out,
-                    &self.publish_prefixes[sh.layout.sender_room(s) as usize],
+                    &self.prefixes[sh.layout.sender_room(s) as usize],
                     o.payload,
                     s,
                     seq,

@@ -2,15 +2,18 @@
 //! The kchat protocol driver: sending messages, syncs and room joins as frames, and reading
 //! relayed frames (`LABEL: PAYLOAD`) into the tracker.
 
-use std::{
-    io::{self, Read},
-    sync::atomic::Ordering,
-};
+use std::{io, sync::atomic::Ordering};
 
 use kchat_proto::{encode_into, Decoder};
 use mio::net::TcpStream;
 
-use crate::{layout::room_name, payload, shared::MAX_SYNCS, sys, tracker::Tracker};
+use crate::{
+    layout::room_name,
+    payload,
+    recv::{self, After, Readable},
+    shared::MAX_SYNCS,
+    tracker::{Origin, Tracker},
+};
 
 /// What one relayed frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,61 +133,30 @@ impl Expect {
         let reply = join_reply(room);
         if text.len() >= reply.len() && text[..reply.len()].eq_ignore_ascii_case(reply.as_bytes()) {
             self.joining = None;
-            let sh = tracker.shared();
-            sh.confirmed.fetch_add(1, Ordering::AcqRel);
-            sh.progress.fetch_add(1, Ordering::Relaxed);
+            tracker.shared().confirm();
         }
     }
 }
 
-/// Whom a read is for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Reader {
-    /// The receiver's row in the tracker.
-    pub(crate) row: u32,
-    /// Bytes to ask for per read(2).
-    pub(crate) chunk: usize,
-    /// The event said the peer closed: read to EOF, even after a short read.
-    pub(crate) closing: bool,
-}
-
-/// Reads everything available on `stream` (edge-triggered) and accounts every frame.
+/// Reads everything available on `stream` for receiver `row` and accounts every frame.
 /// `Err` means the connection is finished (closed by the server or broken).
 pub(crate) fn read(
     stream: &mut TcpStream,
     inbox: &mut Inbox,
-    who: Reader,
+    row: u32,
+    ev: Readable,
     tracker: &mut Tracker,
-) -> io::Result<()> {
+) -> io::Result<After> {
     let Inbox { dec, expect } = inbox;
-    loop {
-        let buf = dec.spare(who.chunk);
-        let want = buf.len();
-        let n = match stream.read(buf) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        dec.filled(n);
-        // One timestamp per read: every frame in it had arrived by then.
-        let now = sys::monotonic_ns();
-        loop {
-            let frame = match dec.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-            };
-            on_frame(frame, expect, who.row, now, tracker);
+    recv::read_all(stream, dec, ev, |dec, now| {
+        while let Some(frame) = dec
+            .next_frame()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
+            on_frame(frame, expect, row, now, tracker);
         }
-        if n < want && !who.closing {
-            // A short read drained the socket; the next arrival raises a new edge, so the
-            // read that would only say EAGAIN is skipped. Not when the peer's FIN came with
-            // this edge: it raises none of its own, and only the next read sees the EOF.
-            return Ok(());
-        }
-    }
+        Ok(After::Continue)
+    })
 }
 
 /// Accounts one frame received by `row`.
@@ -198,7 +170,7 @@ fn on_frame(frame: &[u8], expect: &mut Expect, row: u32, now: u64, tracker: &mut
             if let Some(id) = payload::parse_sync(payload) {
                 on_sync(id, tracker);
             } else {
-                tracker.deliver(row, Some(label), payload, now);
+                tracker.deliver(row, Origin::Label(label), payload, now);
             }
         }
         Frame::Notice => expect.notice(frame, tracker),

@@ -2,22 +2,36 @@
 //! Who is who in a run: how connections are numbered, what each one is for, which room it
 //! is in, and which thread owns it.
 
-use crate::options::{Options, Protocol};
+use crate::{
+    options::{Options, Protocol},
+    payload::Format,
+};
 
-/// The name of room `room`: the kchat room `#bench-N` without its `#`, the Redis channel
-/// `bench-N`.
+/// The name of room `room`: the kchat room and IRC channel `#bench-N` without its `#`, the
+/// Redis channel `bench-N`.
 pub(crate) fn room_name(room: u32) -> String {
     format!("bench-{room}")
+}
+
+/// The channel of room `room` (Redis; IRC puts a `#` in front): `--channel` without rooms,
+/// else the room's name.
+pub(crate) fn channel(o: &Options, room: u32) -> String {
+    match o.rooms {
+        Some(_) => room_name(room),
+        None => o.channel.clone(),
+    }
 }
 
 /// What a connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Role {
-    /// Sender id if this connection sends (kchat: client `s`; RESP: publisher `s`).
+    /// Sender id if this connection sends (kchat and IRC: client `s`; RESP: publisher `s`).
     pub(crate) sender: Option<u32>,
-    /// Connects and never reads (after subscribing, for RESP); not a recipient.
+    /// Connects and never reads (after subscribing, for RESP; after joining, for IRC); not a
+    /// recipient.
     pub(crate) stalled: bool,
-    /// Receives messages (kchat: every non-stalled client; RESP: non-stalled subscribers).
+    /// Receives messages (kchat and IRC: every non-stalled client; RESP: non-stalled
+    /// subscribers).
     pub(crate) receiver: bool,
     /// RESP: a subscriber connection (stalled or not).
     pub(crate) subscriber: bool,
@@ -27,11 +41,11 @@ pub(crate) struct Role {
 
 /// How connections are numbered, put in rooms and spread over threads.
 ///
-/// Global connection numbers: kchat `0..C` are the clients (the first S send), `C..C+N` the
-/// stalled ones; RESP `0..C` subscribers, `C..C+N` stalled subscribers, `C+N..C+N+S`
+/// Global connection numbers: kchat and IRC `0..C` are the clients (the first S send),
+/// `C..C+N` the stalled ones; RESP `0..C` subscribers, `C..C+N` stalled subscribers, `C+N..C+N+S`
 /// publishers. Connection `g` belongs to thread `g % T`, at index `g / T` there. With
 /// `--rooms R`, client (or subscriber) `g` is in room `g % R` and sender `s` sends to room
-/// `s % R`: for kchat that is the sender's own room.
+/// `s % R`: for kchat and IRC that is the sender's own room.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
     pub(crate) protocol: Protocol,
@@ -39,7 +53,7 @@ pub(crate) struct Layout {
     pub(crate) stalled: usize,
     pub(crate) senders: usize,
     pub(crate) threads: usize,
-    /// Whether clients join rooms (`--rooms`) rather than all staying in one.
+    /// Whether kchat clients join rooms (`--rooms`) rather than all staying in `#lobby`.
     pub(crate) joins: bool,
     /// Rooms (1 without `--rooms`).
     pub(crate) rooms: usize,
@@ -62,7 +76,7 @@ impl Layout {
     /// Number of connections.
     pub(crate) fn total(&self) -> usize {
         match self.protocol {
-            Protocol::Kchat => self.clients + self.stalled,
+            Protocol::Kchat | Protocol::Irc => self.clients + self.stalled,
             Protocol::Resp => self.clients + self.stalled + self.senders,
         }
     }
@@ -76,7 +90,7 @@ impl Layout {
     pub(crate) fn role(&self, g: usize) -> Role {
         let stalled = g >= self.clients && g < self.clients + self.stalled;
         match self.protocol {
-            Protocol::Kchat => Role {
+            Protocol::Kchat | Protocol::Irc => Role {
                 sender: (g < self.senders).then_some(g as u32),
                 stalled,
                 receiver: !stalled,
@@ -104,7 +118,7 @@ impl Layout {
     /// The connection of sender `s`.
     pub(crate) fn sender_conn(&self, s: u32) -> usize {
         match self.protocol {
-            Protocol::Kchat => s as usize,
+            Protocol::Kchat | Protocol::Irc => s as usize,
             Protocol::Resp => self.clients + self.stalled + s as usize,
         }
     }
@@ -120,9 +134,29 @@ impl Layout {
     }
 
     /// True if the kchat barrier's sync messages prove the server has every client: kchat
-    /// without rooms. (With rooms, every client's join reply does; RESP, every subscription's.)
+    /// without rooms. (Otherwise confirmations do: see [`Layout::confirms`].)
     pub(crate) fn syncs(&self) -> bool {
         self.protocol == Protocol::Kchat && !self.joins
+    }
+
+    /// True if a connection with `role` confirms, for the barrier, that the server has put
+    /// it where the run needs it: a kchat client's join reply (not stalled clients, which
+    /// do not read it), a RESP subscription, an IRC client's end of names (366) for its
+    /// channel (stalled clients too: they stop reading after it).
+    pub(crate) fn confirms(&self, role: Role) -> bool {
+        match self.protocol {
+            Protocol::Kchat => role.receiver,
+            Protocol::Resp => role.subscriber,
+            Protocol::Irc => true,
+        }
+    }
+
+    /// How messages carry their payload: as text for IRC lines, else as bytes.
+    pub(crate) fn format(&self) -> Format {
+        match self.protocol {
+            Protocol::Irc => Format::Text,
+            Protocol::Kchat | Protocol::Resp => Format::Binary,
+        }
     }
 }
 
@@ -142,8 +176,9 @@ mod tests {
         }
     }
 
-    /// Checks connection numbering for both protocols: senders, stalled and receivers are
-    /// where the layout says, and each thread gets every other connection.
+    /// Checks connection numbering for every protocol: senders, stalled and receivers are
+    /// where the layout says (IRC's as kchat's), each thread gets every other connection,
+    /// who confirms for the barrier, and the payload format.
     #[test]
     fn roles() {
         let k = layout(Protocol::Kchat, None);
@@ -163,6 +198,16 @@ mod tests {
         assert_eq!(r.sender_conn(1), 7);
         assert!(!r.syncs());
         assert!((0..8).all(|g| r.role(g).room == 0));
+        let i = layout(Protocol::Irc, None);
+        assert_eq!(i.total(), 6);
+        assert_eq!(
+            (0..6).map(|g| i.role(g)).collect::<Vec<_>>(),
+            (0..6).map(|g| k.role(g)).collect::<Vec<_>>()
+        );
+        assert!(!i.syncs() && (0..6).all(|g| i.confirms(i.role(g))));
+        assert!(k.confirms(k.role(3)) && !k.confirms(k.role(4)));
+        assert!(r.confirms(r.role(5)) && !r.confirms(r.role(7)));
+        assert_eq!((i.format(), k.format()), (Format::Text, Format::Binary));
     }
 
     /// Checks rooms: kchat client g (stalled too) is in room g % R and sends there; a RESP

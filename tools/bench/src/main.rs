@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `kchat-bench`: the load generator for kchat, the reference servers and Redis pub/sub.
+//! `kchat-bench`: the load generator for kchat, the reference servers, Redis pub/sub and IRC
+//! servers.
 //!
 //! ```text
-//! kchat-bench [--addr HOST:PORT] [--protocol kchat|resp] [--clients C] [--senders S]
-//!             [--rooms R] ...
+//! kchat-bench [--addr HOST:PORT] [--protocol kchat|resp|irc] [--clients C] [--senders S]
+//!             [--rooms R] [--read-size N] ...
 //! kchat-bench report --input FILE.json --markdown OUT.md --svg OUT.svg
 //! ```
 //!
 //! A run connects the clients ([`event_loop`] threads, one epoll each; [`layout`] says who
-//! is who and in which room), proves the server has registered them all (the barrier: sync
-//! messages, join replies or subscription confirmations), then lets every sender send within
-//! its window while every receiver checks, times and accounts each delivery ([`tracker`]).
+//! is who and in which room; [`kchat`], [`redis`] and [`irc`] speak the protocols, all read
+//! by [`recv`]), proves the server has registered them all (the barrier: sync messages, join
+//! replies, subscription confirmations or IRC end-of-names), then lets every sender send
+//! within its window while every receiver checks, times and accounts each delivery
+//! ([`tracker`]).
 //! The coordinator ([`run`]) samples CPU time around the measured interval and writes the
 //! [`record`].
 
@@ -18,11 +21,13 @@ mod chart;
 mod conn;
 mod cpu;
 mod event_loop;
+mod irc;
 mod kchat;
 mod layout;
 mod options;
 mod payload;
 mod record;
+mod recv;
 mod redis;
 mod report;
 mod resp;

@@ -13,10 +13,13 @@ use clap::{
     Parser, Subcommand, ValueEnum,
 };
 
-use crate::payload;
+use crate::{irc, payload};
 
 /// Most event-loop threads (completion wake-ups use a 64-bit mask).
 const MAX_THREADS: u64 = 64;
+
+/// Largest `--read-size` (64 MiB).
+const MAX_READ_SIZE: u64 = 64 << 20;
 
 /// The exit statuses, shown after the options in `--help`.
 const EXIT_STATUS: &str = "\
@@ -60,6 +63,8 @@ pub(crate) enum Protocol {
     // Redis pub/sub over RESP2.
     #[value(alias = "redis")]
     Resp,
+    // IRC: PRIVMSG to a channel, the payload as text.
+    Irc,
 }
 
 impl Protocol {
@@ -68,6 +73,7 @@ impl Protocol {
         match self {
             Protocol::Kchat => "kchat",
             Protocol::Resp => "resp",
+            Protocol::Irc => "irc",
         }
     }
 }
@@ -78,7 +84,7 @@ pub(crate) struct Options {
     /// Server address (a bare host means port 10106).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:10106", value_parser = resolve)]
     pub(crate) addr: SocketAddr,
-    /// kchat frames, or Redis pub/sub (RESP2).
+    /// kchat frames, Redis pub/sub (RESP2), or IRC (PRIVMSG to channels).
     #[arg(long, value_enum, default_value_t = Protocol::Kchat)]
     pub(crate) protocol: Protocol,
     /// Receiving clients (resp: subscribers).
@@ -90,7 +96,8 @@ pub(crate) struct Options {
     /// Extra clients that connect and never read; not recipients.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = at_least(0))]
     pub(crate) stalled: usize,
-    /// Payload bytes per message, at least the 24-byte header.
+    /// Payload bytes per message, at least the header (24 bytes; irc: 44 bytes of text, and
+    /// at most 400).
     #[arg(long, value_name = "P", default_value_t = 64, value_parser = payload_len())]
     pub(crate) payload: usize,
     /// Messages per sender.
@@ -103,17 +110,33 @@ pub(crate) struct Options {
     /// Open loop: R messages per second per sender [default: self-clocked].
     #[arg(long, value_name = "R", value_parser = positive_rate)]
     pub(crate) rate: Option<f64>,
+    /// Bytes each read(2) asks for, on every connection: small reads (one frame at a time,
+    /// as naive clients read) or large buffered ones [default: 64 MiB / connections, 8 KiB
+    /// to 256 KiB, at least two messages; more once a buffer grew].
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_READ_SIZE))]
+    pub(crate) read_size: Option<usize>,
+    /// Connects in flight at once, over all threads [default: 256; irc: 8]. An IRC client is
+    /// in flight until the server welcomes it, so that a server with a short listen backlog
+    /// (ngircd's is 10) is never sent more connections than it has accepted; a server that
+    /// welcomes slowly wants more (InspIRCd welcomes on a once-a-second tick: 1000).
+    #[arg(long, value_name = "N", value_parser = at_least(1))]
+    connect_batch: Option<usize>,
     /// Event-loop threads.
     #[arg(long, value_name = "T", default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
     pub(crate) threads: usize,
     /// Rooms: client i joins `#bench-{i % R}` (resp: subscribes to channel `bench-{i % R}`,
     /// publisher s publishes to `bench-{s % R}`); a message must reach exactly the other
-    /// members of its sender's room [default: no rooms, every client in one].
+    /// members of its sender's room [default: no rooms, every client in one: kchat's
+    /// `#lobby`, the --channel of resp and irc].
     #[arg(long, value_name = "R", value_parser = at_least(1))]
     pub(crate) rooms: Option<usize>,
     /// Label copied into the JSON record.
     #[arg(long, value_name = "NAME", default_value = "kchat")]
     pub(crate) server: String,
+    /// A user-space server's process: its own CPU time over the measured interval goes into
+    /// the record too (from /proc/PID/stat; meaningful where other work shares the machine).
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
     /// Label copied into the JSON record.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub(crate) scenario: String,
@@ -126,7 +149,7 @@ pub(crate) struct Options {
     /// Abort when the whole run takes longer [default: no limit].
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub(crate) duration_limit: Option<Duration>,
-    /// resp without --rooms: the pub/sub channel.
+    /// resp and irc without --rooms: the pub/sub channel (irc: `#NAME`).
     #[arg(
         long,
         value_name = "NAME",
@@ -140,6 +163,15 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// Connects in flight at once: `--connect-batch`, or its default for the protocol.
+    pub(crate) fn connect_batch(&self) -> usize {
+        let default = match self.protocol {
+            Protocol::Irc => 8,
+            Protocol::Kchat | Protocol::Resp => 256,
+        };
+        self.connect_batch.unwrap_or(default)
+    }
+
     /// Messages a sender may have outstanding: `--window`, or its default for the mode.
     pub(crate) fn window(&self) -> u32 {
         self.window
@@ -232,14 +264,22 @@ where
 
 /// Checks what clap cannot see option by option: that the options make a runnable benchmark.
 fn check(o: &Options) -> Result<(), String> {
+    let text_min = payload::Format::Text.header_len();
+    let p = o.protocol.name();
     match o.protocol {
-        Protocol::Kchat if o.clients < 2 => Err("--clients must be at least 2 for kchat".into()),
-        Protocol::Kchat if o.senders > o.clients => {
-            Err("--senders must not exceed --clients for kchat".into())
+        Protocol::Irc if !(text_min..=irc::MAX_PAYLOAD).contains(&o.payload) => Err(format!(
+            "--payload must be {text_min} to {} for irc (a line of text)",
+            irc::MAX_PAYLOAD
+        )),
+        Protocol::Kchat | Protocol::Irc if o.clients < 2 => {
+            Err(format!("--clients must be at least 2 for {p}"))
+        }
+        Protocol::Kchat | Protocol::Irc if o.senders > o.clients => {
+            Err(format!("--senders must not exceed --clients for {p}"))
         }
         // Every sender needs another client in its room.
-        Protocol::Kchat if o.rooms.is_some_and(|r| r * 2 > o.clients) => {
-            Err("--rooms R needs --clients of at least 2R for kchat".into())
+        Protocol::Kchat | Protocol::Irc if o.rooms.is_some_and(|r| r * 2 > o.clients) => {
+            Err(format!("--rooms R needs --clients of at least 2R for {p}"))
         }
         Protocol::Resp if o.rooms.is_some_and(|r| r > o.clients) => {
             Err("--rooms must not exceed --clients (every room needs a subscriber)".into())
@@ -266,7 +306,8 @@ mod tests {
     }
 
     /// Checks defaults, both `--name value` and `--name=value`, the rate-mode window default,
-    /// rooms, and that impossible values and combinations are refused as usage errors.
+    /// rooms, irc, the read size, and that impossible values and combinations are refused as
+    /// usage errors.
     #[test]
     fn parsing() {
         let o = run(&[]).unwrap();
@@ -286,6 +327,15 @@ mod tests {
         );
         let o = run(&["--clients", "1000", "--senders", "1000", "--rooms", "100"]).unwrap();
         assert_eq!(o.rooms, Some(100));
+        let o = run(&["--protocol", "irc", "--rooms", "1", "--read-size", "68"]).unwrap();
+        assert_eq!((o.protocol, o.read_size), (Protocol::Irc, Some(68)));
+        assert_eq!(run(&[]).unwrap().read_size, None);
+        assert_eq!(
+            (o.connect_batch(), run(&[]).unwrap().connect_batch()),
+            (8, 256)
+        );
+        let o = run(&["--connect-batch", "3"]).unwrap();
+        assert_eq!(o.connect_batch(), 3);
         for bad in [
             &["--clients", "1"][..],
             &["--senders", "3"],
@@ -299,6 +349,12 @@ mod tests {
             &["--clients", "5", "--rooms", "3"],
             &["--rooms", "2", "--channel", "x"],
             &["--protocol", "resp", "--clients", "2", "--rooms", "3"],
+            &["--protocol", "irc", "--clients", "1"],
+            &["--protocol", "irc", "--clients", "5", "--rooms", "3"],
+            &["--protocol", "irc", "--payload", "43"],
+            &["--protocol", "irc", "--payload", "401"],
+            &["--read-size", "0"],
+            &["--connect-batch", "0"],
         ] {
             let e = run(bad).expect_err(&format!("{bad:?} accepted"));
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");

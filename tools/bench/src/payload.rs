@@ -14,7 +14,10 @@
 //!
 //! Receivers recompute the header check and the filler and compare every byte, so a
 //! corrupted, truncated, extended, shifted or swapped message is caught. A sync payload is
-//! `KCBS` + a u32 LE sync id.
+//! `KCBS` + a u32 LE sync id. Protocols of text lines (IRC) carry the same message as
+//! printable text ([`text`]); [`Format`] says which.
+
+pub(crate) mod text;
 
 /// Length of the message header; the smallest allowed `--payload`.
 pub(crate) const HEADER_LEN: usize = 24;
@@ -45,6 +48,57 @@ pub(crate) enum Check {
     Corrupt(Header),
     /// Not a message payload at all (too short or wrong magic).
     Unreadable,
+}
+
+/// How a protocol carries the message payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Any bytes (kchat frames, RESP bulk strings): [`append`], [`check`].
+    Binary,
+    /// Printable ASCII without spaces (IRC lines): [`text::append`], [`text::check`].
+    Text,
+}
+
+impl Format {
+    /// The length of the header, the shortest payload.
+    pub(crate) fn header_len(self) -> usize {
+        match self {
+            Format::Binary => HEADER_LEN,
+            Format::Text => text::HEADER_LEN,
+        }
+    }
+
+    /// Appends the `len`-byte payload of message `seq` of `sender`, sent at `sent_ns`.
+    pub(crate) fn append(self, out: &mut Vec<u8>, len: usize, sender: u32, seq: u32, sent_ns: u64) {
+        match self {
+            Format::Binary => append(out, len, sender, seq, sent_ns),
+            Format::Text => text::append(out, len, sender, seq, sent_ns),
+        }
+    }
+
+    /// Appends `prefix`, the payload as [`Format::append`] makes it, and CR LF: a RESP
+    /// `PUBLISH` (binary) or an IRC `PRIVMSG` (text).
+    pub(crate) fn append_line(
+        self,
+        out: &mut Vec<u8>,
+        prefix: &[u8],
+        len: usize,
+        sender: u32,
+        seq: u32,
+        sent_ns: u64,
+    ) {
+        out.extend_from_slice(prefix);
+        self.append(out, len, sender, seq, sent_ns);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Checks a received payload.
+    pub(crate) fn check(self, p: &[u8]) -> Check {
+        match self {
+            Format::Binary => check(p),
+            Format::Text => text::check(p),
+        }
+    }
 }
 
 /// Seed of the filler of one message: a splitmix64 finalizer of (sender, seq).
@@ -145,51 +199,69 @@ pub(crate) fn parse_sync(p: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    /// Checks that a payload survives the round trip for every length from the header up to
-    /// a few words (all tail sizes) and a large one, with the header fields intact.
+    const FORMATS: [Format; 2] = [Format::Binary, Format::Text];
+
+    /// The `len`-byte payload of message `seq` of `sender` sent at `sent_ns`, in `format`.
+    fn made(format: Format, len: usize, sender: u32, seq: u32, sent_ns: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        format.append(&mut out, len, sender, seq, sent_ns);
+        out
+    }
+
+    /// Checks, in both formats, that a payload survives the round trip for every length from
+    /// the header up to a few words (all tail sizes) and a large one, with the header fields
+    /// intact; and that text payloads are printable ASCII without spaces.
     #[test]
     fn round_trip() {
-        for len in (HEADER_LEN..HEADER_LEN + 40).chain([4096, 65_536]) {
-            let mut out = Vec::new();
-            append(&mut out, len, 7, 123_456, 987_654_321);
-            assert_eq!(out.len(), len);
-            let want = Header {
-                sender: 7,
-                seq: 123_456,
-                sent_ns: 987_654_321,
-            };
-            assert_eq!(check(&out), Check::Intact(want), "len {len}");
+        for format in FORMATS {
+            let min = format.header_len();
+            for len in (min..min + 40).chain([400, 65_536]) {
+                let out = made(format, len, 0xdead_beef, 123_456, u64::MAX - 3);
+                assert_eq!(out.len(), len);
+                let want = Header {
+                    sender: 0xdead_beef,
+                    seq: 123_456,
+                    sent_ns: u64::MAX - 3,
+                };
+                assert_eq!(format.check(&out), Check::Intact(want), "{format:?} {len}");
+                if format == Format::Text {
+                    assert!(out.iter().all(u8::is_ascii_graphic), "{out:?}");
+                }
+            }
         }
     }
 
-    /// Checks that every single flipped byte after the magic, a truncation, an extension and a
-    /// payload of another (sender, seq) with the header rewritten are all caught, and that a
-    /// wrong magic or a short payload is unreadable.
+    /// Checks, in both formats, that every single changed byte after the magic, a
+    /// truncation, an extension and another message's filler under this header are all
+    /// caught (binary: as corrupt; text: as corrupt, or unreadable where a header digit is no
+    /// longer hex), and that a wrong magic or a short payload is unreadable.
     #[test]
     fn detects_corruption() {
-        let mut good = Vec::new();
-        append(&mut good, 64, 1, 2, 3);
-        for i in 4..good.len() {
-            let mut bad = good.clone();
-            bad[i] ^= 0x01;
-            assert!(
-                matches!(check(&bad), Check::Corrupt(_)),
-                "flip at {i} not caught"
-            );
+        for format in FORMATS {
+            let good = made(format, 64, 1, 2, 3);
+            for i in 4..good.len() {
+                let mut bad = good.clone();
+                bad[i] ^= 0x01;
+                let caught = match format.check(&bad) {
+                    Check::Corrupt(_) => true,
+                    Check::Unreadable => format == Format::Text,
+                    Check::Intact(_) => false,
+                };
+                assert!(caught, "{format:?}: change at {i} not caught");
+            }
+            assert!(matches!(format.check(&good[..63]), Check::Corrupt(_)));
+            let mut longer = good.clone();
+            longer.push(b'A');
+            assert!(matches!(format.check(&longer), Check::Corrupt(_)));
+            let mut other = made(format, 64, 1, 3, 3);
+            let header = format.header_len();
+            other[..header].copy_from_slice(&good[..header]);
+            assert!(matches!(format.check(&other), Check::Corrupt(_)));
+            let mut bad_magic = good.clone();
+            bad_magic[0] = b'X';
+            assert_eq!(format.check(&bad_magic), Check::Unreadable);
+            assert_eq!(format.check(&good[..10]), Check::Unreadable);
         }
-        assert!(matches!(check(&good[..63]), Check::Corrupt(_)));
-        let mut longer = good.clone();
-        longer.push(0);
-        assert!(matches!(check(&longer), Check::Corrupt(_)));
-        // Another message's filler under this header: same length, different filler.
-        let mut other = Vec::new();
-        append(&mut other, 64, 1, 3, 3);
-        other[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert!(matches!(check(&other), Check::Corrupt(_)));
-        let mut bad_magic = good.clone();
-        bad_magic[0] = b'X';
-        assert_eq!(check(&bad_magic), Check::Unreadable);
-        assert_eq!(check(&good[..10]), Check::Unreadable);
     }
 
     /// Checks sync payloads: round trip, and neither kind is mistaken for the other.

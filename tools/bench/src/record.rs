@@ -15,7 +15,7 @@ use crate::options::Options;
 pub(crate) struct Record {
     pub(crate) server: String,
     pub(crate) scenario: String,
-    /// `kchat` or `resp`.
+    /// `kchat`, `resp` or `irc`.
     pub(crate) protocol: String,
     pub(crate) clients: u64,
     pub(crate) senders: u64,
@@ -28,8 +28,10 @@ pub(crate) struct Record {
     pub(crate) rate: Option<f64>,
     /// `--rooms`, absent without rooms.
     pub(crate) rooms: Option<u64>,
-    /// Recipients per message (kchat: connected clients of the sender's room - 1; RESP:
-    /// subscribers of its channel), averaged over the senders and rounded.
+    /// `--read-size`, absent by default (reads sized from the number of connections).
+    pub(crate) read_size: Option<u64>,
+    /// Recipients per message (kchat and IRC: connected clients of the sender's room - 1;
+    /// RESP: subscribers of its channel), averaged over the senders and rounded.
     pub(crate) recipients: u64,
     /// Messages sent, and messages received by recipients (each copy counts).
     pub(crate) sent: u64,
@@ -62,6 +64,10 @@ pub(crate) struct Record {
     pub(crate) steal_cpu_s: f64,
     /// (machine busy - generator) CPU time per delivery, microseconds.
     pub(crate) server_cpu_us_per_msg: Option<f64>,
+    /// `--server-pid`: that process's own CPU time (user + system) in the interval, and per
+    /// delivery in microseconds.
+    pub(crate) server_process_cpu_s: Option<f64>,
+    pub(crate) server_process_us_per_msg: Option<f64>,
     /// uname -r of the machine the run was on.
     pub(crate) kernel: String,
     /// Completed with nothing lost, duplicated, reordered or corrupted, and no error.
@@ -89,6 +95,7 @@ impl Record {
             threads: o.threads as u64,
             rate: o.rate,
             rooms: o.rooms.map(|r| r as u64),
+            read_size: o.read_size.map(|r| r as u64),
             kernel: kernel_release(),
             unix_time: std::time::SystemTime::now()
                 .duration_since(std::time::SystemTime::UNIX_EPOCH)

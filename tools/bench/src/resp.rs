@@ -6,6 +6,8 @@
 //! that `SUBSCRIBE` and `PUBLISH` produce (`subscribe` confirmations, `message` pushes,
 //! integers, errors).
 
+use kchat_proto::StreamBuf;
+
 /// Most items an array may have.
 pub(crate) const MAX_ITEMS: usize = 4;
 
@@ -150,53 +152,27 @@ pub(crate) fn publish_prefix(channel: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// A growable receive buffer parsed in place: receive into [`Reader::spare`], then take
-/// values with [`Reader::next`].
+/// A receive buffer parsed in place: receive into [`Reader::spare`], then take values with
+/// [`Reader::next`].
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
-    /// Storage; `data[start..end]` is received and not yet parsed.
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: StreamBuf,
 }
 
 impl Reader {
     /// Room to receive at least `at_least` bytes; then call [`Reader::filled`].
     pub(crate) fn spare(&mut self, at_least: usize) -> &mut [u8] {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.data.len() - self.end < at_least {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.data.len() - self.end < at_least {
-                self.data.resize(self.end + at_least, 0);
-            }
-        }
-        &mut self.data[self.end..]
+        self.buf.spare(at_least)
     }
 
     /// Declares that `n` bytes were written at the start of the last [`Reader::spare`].
     pub(crate) fn filled(&mut self, n: usize) {
-        self.end += n;
-        assert!(
-            self.end <= self.data.len(),
-            "filled more than the spare room"
-        );
+        self.buf.filled(n);
     }
 
     /// The next complete value, or `Ok(None)` if more bytes are needed.
     pub(crate) fn next(&mut self) -> Result<Option<Value<'_>>, Malformed> {
-        let avail = &self.data[self.start..self.end];
-        match parse(avail)? {
-            Some((v, n)) => {
-                self.start += n;
-                Ok(Some(v))
-            }
-            None => Ok(None),
-        }
+        self.buf.consume_with(parse)
     }
 }
 

@@ -148,7 +148,7 @@ pub(crate) fn run(opts: Options) -> Result<Record, String> {
     };
     let phases = drive(&mut w);
     w.done();
-    let end_sample = CpuSample::take();
+    let end_sample = CpuSample::take(shared.opts.server_pid);
     // The phase is over (done or aborted); make sure every thread sees it now.
     shared.wake_all();
     let mut trackers = Vec::new();
@@ -200,7 +200,7 @@ fn drive(w: &mut Watch<'_>) -> Phases {
             return ph;
         }
     }
-    ph.start = Some(CpuSample::take());
+    ph.start = Some(CpuSample::take(sh.opts.server_pid));
     sh.t0_ns.store(sys::monotonic_ns(), Ordering::Release);
     sh.set_phase(Phase::Measure);
     w.until("measuring", |sh| sh.phase().is_over());
@@ -209,19 +209,19 @@ fn drive(w: &mut Watch<'_>) -> Phases {
 
 /// The barrier: for kchat, until one sync reached every other client, then until the
 /// last sync sent arrived everywhere (or [`DRAIN_MAX`]); for kchat with rooms, every
-/// client's join confirmed; for RESP, every subscription confirmed.
+/// client's join confirmed; for RESP, every subscription; for IRC, every client's end of
+/// names for its channel.
 fn barrier(w: &mut Watch<'_>) -> bool {
     let sh = w.shared;
-    let confirmed = |sh: &Shared| sh.confirmed.load(Ordering::Acquire) as usize;
-    if sh.layout.protocol == Protocol::Resp {
-        return w.until("subscribing", |sh| {
-            confirmed(sh) >= sh.count_alive(|r| r.subscriber)
-        });
-    }
     if !sh.layout.syncs() {
-        // Stalled clients do not wait for their reply.
-        return w.until("joining rooms", |sh| {
-            confirmed(sh) >= sh.count_alive(|r| r.receiver)
+        let what = match sh.layout.protocol {
+            Protocol::Resp => "subscribing",
+            Protocol::Kchat => "joining rooms",
+            Protocol::Irc => "joining channels",
+        };
+        return w.until(what, |sh| {
+            let confirmed = sh.confirmed.load(Ordering::Acquire) as usize;
+            confirmed >= sh.count_alive(|r| sh.layout.confirms(r))
         });
     }
     if !sh.alive[SYNC_CONN].load(Ordering::Acquire) {
@@ -319,6 +319,11 @@ fn build(sh: &Shared, ph: Phases, end: CpuSample, mut trackers: Vec<Tracker>) ->
         steal_cpu_s: cpu.steal_s,
         server_cpu_us_per_msg: cpu
             .server_s()
+            .filter(|_| counts.deliveries > 0)
+            .map(|s| s * 1e6 / counts.deliveries as f64),
+        server_process_cpu_s: cpu.server_process_s,
+        server_process_us_per_msg: cpu
+            .server_process_s
             .filter(|_| counts.deliveries > 0)
             .map(|s| s * 1e6 / counts.deliveries as f64),
         ok,

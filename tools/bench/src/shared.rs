@@ -13,8 +13,10 @@ use std::{
 use mio::Waker;
 
 use crate::{
+    irc,
     layout::{Layout, Role},
     options::Options,
+    recv::ReadSize,
     sys,
 };
 
@@ -22,9 +24,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub(crate) enum Phase {
-    /// Connecting every client (RESP: and subscribing).
+    /// Connecting every client.
     Connect,
-    /// kchat: sync messages until one reached every client; RESP: subscribe confirmations.
+    /// kchat: sync messages until one reached every client; otherwise until every join or
+    /// subscription is confirmed.
     Barrier,
     /// kchat: no more syncs; waiting for the last ones to arrive.
     Drain,
@@ -74,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) alive: Box<[AtomicBool]>,
     /// Per sender: its local port, which kchat shows in the label (`ip:port`).
     pub(crate) ports: Box<[AtomicU16]>,
+    /// IRC: the nicks and channels.
+    pub(crate) irc: irc::Names,
     /// Per sender: messages sent so far.
     pub(crate) sent: Box<[AtomicU32]>,
     /// Per sender: messages that reached every recipient (or were counted lost at one).
@@ -98,13 +103,13 @@ pub(crate) struct Shared {
     /// Sync messages sent, and per sync id the clients that received it.
     pub(crate) sync_sent: AtomicU32,
     pub(crate) sync_counts: Box<[AtomicU32]>,
-    /// Confirmations received: RESP, of subscriptions; kchat with rooms, of joins.
+    /// Confirmations received (see [`Layout::confirms`]): of joins, of subscriptions.
     pub(crate) confirmed: AtomicU32,
     /// Start and end of the measured interval, monotonic ns.
     pub(crate) t0_ns: AtomicU64,
     pub(crate) end_ns: AtomicU64,
     /// Bytes to read per read(2) call on one connection.
-    pub(crate) read_chunk: usize,
+    pub(crate) read_size: ReadSize,
     abort_reason: Mutex<Option<String>>,
     errors_shown: AtomicUsize,
     main_signal: (Mutex<bool>, Condvar),
@@ -135,12 +140,17 @@ impl Shared {
         let layout = Layout::new(&opts);
         let ring = opts.window();
         let s = opts.senders;
-        // Large reads when there are few connections, bounded memory when there are many;
-        // always room for two of the largest frames.
+        // Unless --read-size says: large reads when there are few connections, bounded memory
+        // when there are many; always room for two of the largest frames.
         let frame = opts.payload + 128;
-        let read_chunk = (READ_BUDGET / layout.total().max(1))
-            .clamp(8 << 10, 256 << 10)
-            .max(2 * frame);
+        let read_size = match opts.read_size {
+            Some(n) => ReadSize::Exactly(n),
+            None => ReadSize::AtLeast(
+                (READ_BUDGET / layout.total().max(1))
+                    .clamp(8 << 10, 256 << 10)
+                    .max(2 * frame),
+            ),
+        };
         Self {
             layout,
             phase: AtomicU8::new(Phase::Connect as u8),
@@ -148,6 +158,7 @@ impl Shared {
             ready: (0..opts.threads).map(|_| Mutex::new(Vec::new())).collect(),
             alive: atomics(layout.total()),
             ports: atomics(s),
+            irc: irc::Names::new(&opts),
             sent: atomics(s),
             completed: atomics(s),
             slots: atomics(s * ring as usize),
@@ -164,7 +175,7 @@ impl Shared {
             confirmed: AtomicU32::new(0),
             t0_ns: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
-            read_chunk,
+            read_size,
             abort_reason: Mutex::new(None),
             errors_shown: AtomicUsize::new(0),
             main_signal: (Mutex::new(false), Condvar::new()),
@@ -267,6 +278,12 @@ impl Shared {
         }
     }
 
+    /// One more connection confirmed that it is where the run needs it.
+    pub(crate) fn confirm(&self) {
+        self.confirmed.fetch_add(1, Ordering::AcqRel);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Wakes the coordinator.
     pub(crate) fn signal_main(&self) {
         let (lock, cv) = &self.main_signal;
@@ -317,7 +334,7 @@ impl Shared {
                 continue;
             }
             let role = layout.role(g);
-            // A kchat sender is a receiver of its own room, but not of its own messages.
+            // A kchat or IRC sender is a receiver of its own room, but not of its own messages.
             let n = per_room[role.room as usize] - u32::from(role.receiver);
             if n == 0 {
                 return Err(format!("sender {s} has no recipient connected"));

@@ -11,7 +11,7 @@ use std::{
 use hdrhistogram::Histogram;
 
 use crate::{
-    payload::{self, Check},
+    payload::Check,
     shared::{Phase, Shared},
 };
 
@@ -57,10 +57,22 @@ impl Counts {
     }
 }
 
+/// Where a delivered message says it came from, beside its payload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// Nothing (RESP).
+    Unlabelled,
+    /// kchat: the label (`ip:port`), whose port must be the sender's.
+    Label(&'a [u8]),
+    /// IRC: the nick of the source, which must be the sender's, and the channel it was sent
+    /// to, which must be the receiver's.
+    Irc { nick: &'a [u8], target: &'a [u8] },
+}
+
 /// A receiving connection, as the tracker knows it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Row {
-    /// kchat: this client's own sender id, whose messages it must not receive.
+    /// kchat and IRC: this client's own sender id, whose messages it must not receive.
     pub(crate) own_sender: Option<u32>,
     /// The room it is in: it must receive exactly the messages sent to this room.
     pub(crate) room: u32,
@@ -157,15 +169,15 @@ impl Tracker {
         self.shared.show_error(msg);
     }
 
-    /// Accounts one received message payload at receiver `row`, received at `now` (ns).
-    /// `label` is the kchat label it came with (`None` for RESP).
-    pub(crate) fn deliver(&mut self, row: u32, label: Option<&[u8]>, p: &[u8], now: u64) {
+    /// Accounts one received message payload at receiver `row`, received at `now` (ns), that
+    /// came from `origin`.
+    pub(crate) fn deliver(&mut self, row: u32, origin: Origin<'_>, p: &[u8], now: u64) {
         if !self.start() {
             // Nobody sent a message yet: this is none of them.
             self.counts.corrupted += 1;
             return;
         }
-        let (h, intact) = match payload::check(p) {
+        let (h, intact) = match self.shared.layout.format().check(p) {
             Check::Intact(h) => (h, true),
             Check::Corrupt(h) => (h, false),
             Check::Unreadable => {
@@ -188,11 +200,19 @@ impl Tracker {
             self.error("a message reached a client outside its sender's room");
             return;
         }
-        let label_ok = label.is_none_or(|l| {
-            crate::kchat::label_port(l) == Some(self.shared.ports[s].load(Ordering::Relaxed))
-        });
+        let sh = &*self.shared;
+        let origin_ok = match origin {
+            Origin::Unlabelled => true,
+            Origin::Label(l) => {
+                crate::kchat::label_port(l) == Some(sh.ports[s].load(Ordering::Relaxed))
+            }
+            Origin::Irc { nick, target } => {
+                sh.irc.is_nick(nick, sh.layout.sender_conn(h.sender))
+                    && target.eq_ignore_ascii_case(sh.irc.channel(r.room))
+            }
+        };
         let time_ok = h.sent_ns >= self.t0 && h.sent_ns <= now;
-        if !(intact && label_ok && time_ok && p.len() == self.payload_len) {
+        if !(intact && origin_ok && time_ok && p.len() == self.payload_len) {
             self.counts.corrupted += 1;
         }
         if !self.order(row, h.sender, h.seq) {
@@ -341,7 +361,7 @@ mod tests {
 
     fn msg(sender: u32, seq: u32) -> Vec<u8> {
         let mut p = Vec::new();
-        payload::append(&mut p, 40, sender, seq, 10);
+        crate::payload::append(&mut p, 40, sender, seq, 10);
         p
     }
 
@@ -369,7 +389,7 @@ mod tests {
         ];
         let sh = shared(&args);
         let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
-        let label = Some(&b"127.0.0.1:5000"[..]);
+        let label = Origin::Label(b"127.0.0.1:5000");
         t.deliver(1, label, &msg(0, 0), 100);
         assert_eq!(completed(&sh, 0), 0, "one of two recipients");
         t.deliver(2, label, &msg(0, 0), 100);
@@ -381,7 +401,7 @@ mod tests {
         t.deliver(1, label, &msg(0, 2), 100);
         assert_eq!(t.counts.duplicated, 1);
         t.deliver(2, label, &msg(0, 1), 100);
-        t.deliver(2, Some(b"127.0.0.1:5001"), &msg(0, 2), 100);
+        t.deliver(2, Origin::Label(b"127.0.0.1:5001"), &msg(0, 2), 100);
         assert_eq!(completed(&sh, 0), 3);
         assert_eq!(t.counts.corrupted, 1, "wrong label");
         let mut flipped = msg(0, 3);
@@ -434,7 +454,10 @@ mod tests {
         assert_eq!(recipients, [2, 1]);
         assert_eq!(sh.expected.load(Ordering::Relaxed), 3 * 10_000);
         let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
-        let (l0, l1) = (Some(&b"127.0.0.1:5000"[..]), Some(&b"127.0.0.1:5001"[..]));
+        let (l0, l1) = (
+            Origin::Label(b"127.0.0.1:5000"),
+            Origin::Label(b"127.0.0.1:5001"),
+        );
         t.deliver(3, l0, &msg(0, 0), 100);
         assert_eq!(
             (t.counts.errors, t.counts.deliveries),
@@ -453,12 +476,44 @@ mod tests {
         assert_eq!(t.counts.lost, 2, "message 1 of sender 0 at rows 2 and 4");
     }
 
+    /// Checks IRC deliveries, 3 clients in `#c`, client 0 sending text payloads: one from the
+    /// sender's nick to the receiver's channel (any case) is intact; another nick, another
+    /// channel, or a binary payload is corrupted (each still delivered once, the last not).
+    #[test]
+    fn irc_origin() {
+        let args = ["--protocol", "irc", "--clients", "3", "--channel", "c"];
+        let sh = shared(&args);
+        let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
+        let text = |seq| {
+            let mut p = Vec::new();
+            crate::payload::text::append(&mut p, 64, 0, seq, 10);
+            p
+        };
+        let nick = sh.irc.nick(0);
+        let from = |target| Origin::Irc {
+            nick: nick.as_bytes(),
+            target,
+        };
+        t.deliver(1, from(b"#C"), &text(0), 100);
+        assert_eq!((t.counts.deliveries, t.counts.corrupted), (1, 0));
+        let other = sh.irc.nick(2);
+        let wrong_nick = Origin::Irc {
+            nick: other.as_bytes(),
+            target: b"#c",
+        };
+        t.deliver(1, wrong_nick, &text(1), 100);
+        t.deliver(1, from(b"#d"), &text(2), 100);
+        assert_eq!((t.counts.deliveries, t.counts.corrupted), (3, 2));
+        t.deliver(1, from(b"#c"), &msg(0, 3), 100);
+        assert_eq!((t.counts.deliveries, t.counts.corrupted), (3, 3));
+    }
+
     /// Checks that a message arriving before measuring started is not accounted as one.
     #[test]
     fn before_measuring() {
         let sh = Arc::new(Shared::from_args(&["--payload", "40"]));
         let mut t = Tracker::new(sh.clone(), 0, rows(&sh));
-        t.deliver(1, None, &msg(0, 0), 100);
+        t.deliver(1, Origin::Unlabelled, &msg(0, 0), 100);
         assert_eq!((t.counts.corrupted, t.counts.deliveries), (1, 0));
         assert!(!t.started);
     }

@@ -4,24 +4,7 @@
 
 mod common;
 
-use common::{assert_clean, num, relay::Relay, run};
-
-/// 7 clients in 3 rooms ({0, 3, 6}, {1, 4}, {2, 5}), all sending 40 messages, window 2.
-const ROOMS_7_3: [&str; 10] = [
-    "--clients",
-    "7",
-    "--senders",
-    "7",
-    "--rooms",
-    "3",
-    "--messages",
-    "40",
-    "--window",
-    "2",
-];
-
-/// Deliveries of a complete [`ROOMS_7_3`] run: 40 x (3 senders x 2 + 2 x 1 + 2 x 1).
-const ROOMS_7_3_DELIVERIES: f64 = 400.0;
+use common::{assert_clean, num, relay::Relay, run, ROOMS_7_3, ROOMS_7_3_DELIVERIES};
 
 /// A correct relay: every client joins its room, and each message reaches the other members
 /// of its sender's room only. Checks exit 0, the deliveries of exactly those members, nothing

@@ -8,6 +8,32 @@ use std::{
 
 use crate::{encode, Decoder, MAX_MSG_LEN_LIMIT};
 
+/// Reads once from `stream` into `into`, waiting at most `timeout`: the count read, `None`
+/// on timeout, an `UnexpectedEof` error if the peer closed the connection.
+pub(crate) fn read_within(
+    stream: &mut TcpStream,
+    into: &mut [u8],
+    timeout: Duration,
+) -> io::Result<Option<usize>> {
+    stream.set_read_timeout(Some(timeout))?;
+    match stream.read(into) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "server closed the connection",
+        )),
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A connection to a kchat server.
 #[derive(Debug)]
 pub struct Conn {
@@ -68,25 +94,9 @@ impl Conn {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.stream.set_read_timeout(Some(left))?;
-            let spare = self.decoder.spare(16 * 1024);
-            match self.stream.read(spare) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "server closed the connection",
-                    ));
-                }
-                Ok(n) => self.decoder.filled(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
+            match read_within(&mut self.stream, self.decoder.spare(16 * 1024), left)? {
+                Some(n) => self.decoder.filled(n),
+                None => return Ok(None),
             }
         }
     }

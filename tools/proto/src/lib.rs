@@ -4,11 +4,16 @@
 //! payload bytes. Length 0 is a keep-alive. See DESIGN.md section 1.
 //!
 //! - [`encode`] / [`encode_into`] build frames;
-//! - [`Decoder`] reassembles frames from arbitrary pieces of a byte stream;
-//! - [`Conn`] is a small blocking client for tests and scripts.
+//! - [`Decoder`] reassembles frames from arbitrary pieces of a byte stream (received into
+//!   a [`StreamBuf`]);
+//! - [`Conn`] is a small blocking client for tests and scripts;
+//! - [`irc`] is the same for IRC: messages, lines and a blocking client.
 
+mod buffer;
 mod conn;
+pub mod irc;
 
+pub use buffer::StreamBuf;
 pub use conn::Conn;
 
 /// Length of the frame header.
@@ -52,14 +57,11 @@ impl std::error::Error for TooLong {}
 
 /// Reassembles frames from a byte stream: feed it whatever arrived, take complete payloads.
 ///
-/// Bytes live in one buffer, allocated once and grown only for a frame that does not fit, and
-/// are parsed in place, so many frames per read cost no copy and no allocation.
+/// Bytes live in one [`StreamBuf`], grown only for a frame that does not fit, and are
+/// parsed in place, so many frames per read cost no copy and no allocation.
 #[derive(Debug)]
 pub struct Decoder {
-    /// Storage; `data[start..end]` holds bytes received and not yet returned.
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: StreamBuf,
     max_len: usize,
 }
 
@@ -67,53 +69,31 @@ impl Decoder {
     /// A decoder that refuses payloads longer than `max_len`.
     pub fn new(max_len: usize) -> Self {
         Self {
-            data: Vec::new(),
-            start: 0,
-            end: 0,
+            buf: StreamBuf::new(),
             max_len,
         }
     }
 
     /// Adds received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
-        let spare = self.spare(bytes.len());
-        spare[..bytes.len()].copy_from_slice(bytes);
-        self.filled(bytes.len());
+        self.buf.extend(bytes);
     }
 
     /// Room to receive at least `at_least` bytes into directly; then call
     /// [`Decoder::filled`] with the count received.
     pub fn spare(&mut self, at_least: usize) -> &mut [u8] {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.data.len() - self.end < at_least {
-            // Move the unparsed tail to the front, then grow if that is not enough.
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.data.len() - self.end < at_least {
-                let want = (self.end + at_least).max(self.data.len() * 2);
-                self.data.resize(want, 0);
-            }
-        }
-        &mut self.data[self.end..]
+        self.buf.spare(at_least)
     }
 
     /// Declares that `n` bytes were written at the start of the last [`Decoder::spare`].
     pub fn filled(&mut self, n: usize) {
-        self.end += n;
-        assert!(
-            self.end <= self.data.len(),
-            "filled more than the spare room"
-        );
+        self.buf.filled(n);
     }
 
     /// The next complete payload, skipping keep-alives; `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, TooLong> {
         loop {
-            let avail = &self.data[self.start..self.end];
+            let avail = self.buf.unread();
             if avail.len() < HEADER_LEN {
                 return Ok(None);
             }
@@ -125,18 +105,17 @@ impl Decoder {
             if avail.len() < total {
                 return Ok(None);
             }
-            let payload = self.start + HEADER_LEN;
-            self.start += total;
             if len == 0 {
+                self.buf.consume(HEADER_LEN);
                 continue;
             }
-            return Ok(Some(&self.data[payload..payload + len as usize]));
+            return Ok(Some(&self.buf.take(total)[HEADER_LEN..]));
         }
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn pending(&self) -> usize {
-        self.end - self.start
+        self.buf.len()
     }
 }
 

@@ -1,15 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What the integration tests share: tiny in-test servers (a kchat relay with rooms, a
-//! Redis-like pub/sub server) and running the real binary.
+//! Redis-like pub/sub server, an IRC server), real IRC servers, and running the real binary.
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod ircd;
+pub mod peer;
 pub mod pubsub;
 pub mod relay;
 
 use std::{net::SocketAddr, process::Command};
 
 use serde_json::Value;
+
+/// 7 clients in 3 rooms ({0, 3, 6}, {1, 4}, {2, 5}), all sending 40 messages, window 2.
+pub const ROOMS_7_3: [&str; 10] = [
+    "--clients",
+    "7",
+    "--senders",
+    "7",
+    "--rooms",
+    "3",
+    "--messages",
+    "40",
+    "--window",
+    "2",
+];
+
+/// Deliveries of a complete [`ROOMS_7_3`] run: 40 x (3 senders x 2 + 2 x 1 + 2 x 1).
+pub const ROOMS_7_3_DELIVERIES: f64 = 400.0;
 
 /// What one run of the binary left.
 #[derive(Debug)]
@@ -67,4 +86,12 @@ pub fn assert_clean(run: &Run) -> f64 {
     }
     assert_eq!(r["ok"], true);
     num(r, "deliveries")
+}
+
+/// Asserts a failed run (exit 1, not `ok`); returns its record.
+pub fn assert_failed(run: &Run) -> &Value {
+    let r = &run.record;
+    assert_eq!(run.code, Some(1), "{r}\n{}", run.stderr);
+    assert_eq!(r["ok"], false);
+    r
 }
