@@ -26,6 +26,7 @@ use kernel::{
 use crate::{
     chat::AddError,
     client::Client,
+    frontend::Protocol,
     label::Label,
     log::{
         kchat_log,
@@ -46,14 +47,22 @@ use crate::{
 /// storm does not starve the clients' own work.
 const ACCEPT_BUDGET: usize = 128;
 
-/// The notice a connection gets when `max_clients` are connected: a frame of 13 bytes.
-const SERVER_FULL: &[u8] = b"\x0d\x00\x00\x00! server full";
+/// The notice a connection gets when `max_clients` are connected: a frame of 13 bytes, or
+/// an IRC `ERROR`.
+fn server_full(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Native => b"\x0d\x00\x00\x00! server full",
+        Protocol::Irc => b"ERROR :Closing Link: (Server full)\r\n",
+    }
+}
 
 /// The listening socket and its accept work.
 #[pin_data]
 pub(crate) struct Acceptor {
     server: Arc<Server>,
     sock: Socket,
+    /// The protocol of the clients it admits.
+    protocol: Protocol,
     /// Set when the module stops listening.
     stopped: Atomic<bool>,
     #[pin]
@@ -86,7 +95,7 @@ impl WorkItem for Acceptor {
                 return;
             }
             match this.sock.accept() {
-                Ok(sock) => admit(&this.server, sock),
+                Ok(sock) => admit(&this.server, sock, this.protocol),
                 Err(e) if e == EAGAIN => return,
                 // The connection was reset while it waited in the backlog: next one.
                 Err(e) if e == ECONNABORTED => continue,
@@ -111,30 +120,38 @@ impl WorkItem for Acceptor {
 }
 
 /// Turns a freshly accepted socket into a client, or refuses it.
-fn admit(server: &Arc<Server>, sock: Socket) {
+fn admit(server: &Arc<Server>, sock: Socket, protocol: Protocol) {
     let Ok(peer) = sock.peer_addr() else {
         // Gone already (reset in the backlog): nothing to admit.
         return;
     };
     if server.core.len() >= server.params.max_clients as usize {
         refused(server, peer, "server full");
-        let _ = sock.send(SERVER_FULL);
+        let _ = sock.send(server_full(protocol));
         sock.shutdown();
         return;
     }
     sock.set_nodelay();
-    let client = match Client::new(server.clone(), sock, peer, server.next_id()) {
+    let client = match Client::new(server.clone(), sock, peer, server.next_id(), protocol) {
         Ok(c) => c,
         Err(_) => {
             refused(server, peer, "out of memory");
             return;
         }
     };
-    match server.core.add(&client, Label::from_addr(peer)) {
+    // A native client starts in `#lobby`; an IRC client in no channel, and is in the chat
+    // (its nick reserved, counted in `max_clients`) while it registers.
+    let lobby = protocol == Protocol::Native;
+    match server.core.add(
+        &client,
+        Label::from_addr(peer),
+        protocol.default_user(),
+        lobby,
+    ) {
         Ok(()) => {}
         Err(AddError::Full) => {
             refused(server, peer, "server full");
-            client.refuse(SERVER_FULL);
+            client.refuse(server_full(protocol));
             return;
         }
         Err(AddError::NoMemory) => {
@@ -148,8 +165,9 @@ fn admit(server: &Arc<Server>, sock: Socket) {
         server,
         conn_log,
         TRACE_CONNECTIONS,
-        "New Client Connected: {}\n",
-        peer
+        "New Client Connected: {}{}\n",
+        peer,
+        if lobby { "" } else { " (IRC)" }
     );
     Client::start(&client);
 }
@@ -176,14 +194,15 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Listens on `port` (IPv6 and IPv4, or IPv4 alone where the kernel has no IPv6) and
-    /// starts accepting.
-    pub(crate) fn start(server: &Arc<Server>) -> Result<Self> {
-        let (sock, dual_stack) = Socket::listen_tcp(server.params.port, server.params.backlog)?;
+    /// Listens on `port` (IPv6 and IPv4, or IPv4 alone where the kernel has no IPv6) for
+    /// clients of `protocol`, and starts accepting.
+    pub(crate) fn start(server: &Arc<Server>, port: u16, protocol: Protocol) -> Result<Self> {
+        let (sock, dual_stack) = Socket::listen_tcp(port, server.params.backlog)?;
         let acceptor = Arc::pin_init(
             try_pin_init!(Acceptor {
                 server: server.clone(),
                 sock,
+                protocol,
                 stopped: Atomic::new(false),
                 work <- new_work!("Acceptor::work"),
             }),

@@ -1,23 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The chat core: who is connected under which name, in which room, what each room said
+//! The chat core: who is connected under which name, in which rooms, what each room said
 //! recently, and who receives each event.
 //!
-//! It knows no wire format and no socket. A front end (the native protocol today) turns bytes
+//! It knows no wire format and no socket. A front end (native frames, IRC lines) turns bytes
 //! into calls here, and the core hands frames back through [`Member::deliver`], rendering its
 //! events with the recipient's [`Protocol`] once per protocol per event. One mutex protects
 //! the whole state, so a change of room, the history replayed to the member that entered, and
 //! the messages relayed around it are ordered: every member sees each room message exactly
 //! once, replayed or live ([`Core::join`], [`Core::publish`]).
+//!
+//! A member may be in several rooms (IRC channels, up to the limit its front end asks for) or
+//! in one (a native client moves from room to room).
 
 mod batch;
 mod history;
+mod message;
+mod ops;
 mod roster;
 mod route;
 mod slab;
 mod state;
 #[cfg(CONFIG_KUNIT)]
 mod tests;
+mod view;
 
 use kernel::{
     new_mutex,
@@ -40,15 +46,25 @@ use crate::{
     frame::Frame,
     frontend::Protocol,
     label::{
-        Key,
         Label,
+        Name,
         RoomName, //
     },
+    net::PeerAddr,
     stats::Stats,
 };
 
 pub(crate) use batch::RelayBatch;
 use history::History;
+pub(crate) use message::Message;
+pub(crate) use ops::{
+    KickError,
+    ModeChange,
+    ModeError,
+    PartError,
+    SayError,
+    TopicError, //
+};
 use roster::RoomRoster;
 use route::{
     audience,
@@ -60,6 +76,14 @@ use state::{
     Entry,
     Inner,
     Room, //
+};
+pub(crate) use state::{
+    Modes,
+    Topic, //
+};
+pub(crate) use view::{
+    MemberView,
+    View, //
 };
 
 /// A member's number in the core (a slot, reused after it leaves).
@@ -73,6 +97,18 @@ const LOBBY: RoomId = 0;
 /// What [`Member::slot`] holds while the member is not in the core.
 const NO_SLOT: u32 = u32::MAX;
 
+/// Longest user name (IRC's `USER`).
+pub(crate) const USER_LEN: usize = 16;
+
+/// A member's user name, as IRC shows it in `nick!user@host`.
+pub(crate) type User = Name<USER_LEN>;
+
+/// Longest away message.
+pub(crate) const AWAY_LEN: usize = 200;
+
+/// Longest topic.
+pub(crate) const TOPIC_LEN: usize = 300;
+
 /// Someone in the chat: a connected client of some front end.
 pub(crate) trait Member: Send + Sync + Sized + 'static {
     /// Connection number: rosters list members in this order.
@@ -83,36 +119,29 @@ pub(crate) trait Member: Send + Sync + Sized + 'static {
     fn is_closing(&self) -> bool;
     /// The protocol its frames are rendered in.
     fn protocol(&self) -> Protocol;
+    /// The peer's address (IRC shows it as the member's host).
+    fn peer(&self) -> PeerAddr;
     /// Queues `frames`, in order, without waiting; returns how many it took and their bytes
     /// (a member that cannot take more is disconnected by its front end).
     fn deliver<'a>(this: &Arc<Self>, frames: impl Iterator<Item = &'a Arc<Frame>>) -> (u64, u64);
 }
 
-/// A chat message as the core relays and keeps it: the frame its sender's front end built
-/// (`LABEL: TEXT` in the native protocol), shared by every recipient of that protocol and by
-/// the history.
-#[derive(Clone)]
-pub(crate) struct Message {
-    frame: Arc<Frame>,
-}
-
-impl Message {
-    pub(crate) fn new(frame: Arc<Frame>) -> Self {
-        Self { frame }
-    }
-
-    /// The frame as relayed.
-    pub(crate) fn frame(&self) -> &Arc<Frame> {
-        &self.frame
-    }
+/// How an event shows a member: its label, user name, address and connection number.
+#[derive(Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub(crate) label: &'a Label,
+    pub(crate) user: &'a User,
+    pub(crate) host: PeerAddr,
+    pub(crate) conn: u64,
 }
 
 /// The members of a room as a roster shows them.
 pub(crate) trait Roster {
     /// Members in the room.
     fn len(&self) -> usize;
-    /// Calls `f` with each member's label in order of connection, until it returns false.
-    fn each(&self, f: &mut dyn FnMut(&Label) -> bool);
+    /// Calls `f` with each member's label, connection number and operator flag, in order of
+    /// connection, until it returns false.
+    fn each(&self, f: &mut dyn FnMut(&Label, u64, bool) -> bool);
 }
 
 /// The rooms as `/rooms` shows them.
@@ -126,17 +155,50 @@ pub(crate) trait RoomList {
 
 /// What the core tells members, for a front end to render.
 pub(crate) enum Event<'a> {
-    /// `who` entered the recipient's room (connected, or joined it).
-    Joined(&'a Label),
-    /// `who` left the recipient's room (disconnected, or moved).
-    Left(&'a Label),
-    /// A member of the recipient's room changed its nick.
-    Renamed { old: &'a Label, new: &'a Label },
-    /// A private message to the recipient.
-    Private { from: &'a Label, text: &'a [u8] },
-    /// The recipient entered `room` (with `/join`), now holding these members.
-    Entered {
+    /// `who` entered `room`.
+    Joined { who: Origin<'a>, room: &'a RoomName },
+    /// `who` left `room` (parted, or moved to another room), with its reason if it gave one.
+    Left {
+        who: Origin<'a>,
         room: &'a RoomName,
+        reason: Option<&'a [u8]>,
+    },
+    /// `who` left the chat (disconnected).
+    Quit { who: Origin<'a>, reason: &'a [u8] },
+    /// `by` put `victim` out of `room`.
+    Kicked {
+        by: Origin<'a>,
+        room: &'a RoomName,
+        victim: Origin<'a>,
+        reason: &'a [u8],
+    },
+    /// `who` changed its nick to `new`.
+    Renamed { who: Origin<'a>, new: &'a Label },
+    /// `who` set `room`'s topic.
+    TopicSet {
+        who: Origin<'a>,
+        room: &'a RoomName,
+        text: &'a [u8],
+    },
+    /// `who` changed a mode of `room`.
+    ModeSet {
+        who: Origin<'a>,
+        room: &'a RoomName,
+        change: ModeChange,
+        target: Option<&'a Label>,
+    },
+    /// A private message (or notice) to `to`.
+    Private {
+        from: Origin<'a>,
+        to: &'a Label,
+        text: &'a [u8],
+        notice: bool,
+    },
+    /// The recipient (`me`) entered `room`, now holding these members.
+    Entered {
+        me: Origin<'a>,
+        room: &'a RoomName,
+        topic: Option<&'a Topic>,
         roster: &'a dyn Roster,
     },
     /// The next `count` frames are `room`'s history.
@@ -172,13 +234,15 @@ pub(crate) enum NickError {
     NoMemory,
 }
 
-/// Why a `/join` failed.
+/// Why a join failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JoinError {
     /// The member is in that room already.
     Already(RoomName),
     /// `max_rooms` rooms exist.
     TooMany(u32),
+    /// The member is in as many rooms as its front end allows.
+    TooManyJoined,
     /// The room could not be created or grown.
     NoMemory,
     /// The member is not in the chat (being disconnected).
@@ -200,7 +264,12 @@ pub(crate) struct Limits {
     pub(crate) notices: bool,
     /// Longest text of a frame (`max_msg_len`): rosters and room lists are cut to it.
     pub(crate) max_text: usize,
+    /// The protocols kchat listens for: history keeps each message rendered for all of them.
+    pub(crate) protocols: [bool; Protocol::COUNT],
 }
+
+/// A member as the stats view shows it: with its label and its first room.
+pub(crate) type Snapshot<M> = (Arc<M>, Label, Option<RoomName>);
 
 /// A room as the stats view shows it.
 pub(crate) struct RoomStats {
@@ -221,6 +290,18 @@ pub(crate) struct Core<M: Member> {
     pub(crate) stats: Stats,
 }
 
+/// The modes of `#lobby`: anyone may set its topic, it has no operator.
+const LOBBY_MODES: Modes = Modes {
+    topic_ops: false,
+    no_external: true,
+};
+
+/// The modes of a new room.
+const ROOM_MODES: Modes = Modes {
+    topic_ops: true,
+    no_external: true,
+};
+
 impl<M: Member> Core<M> {
     /// A chat with `#lobby` and nobody in it.
     pub(crate) fn new(limits: Limits) -> Result<impl PinInit<Self, Error>> {
@@ -233,7 +314,9 @@ impl<M: Member> Core<M> {
             max_text: limits.max_text,
         };
         let lobby = RoomName::lobby();
-        let id = inner.rooms.insert(Room::new(lobby))?;
+        let id = inner
+            .rooms
+            .insert(Room::new(lobby, LOBBY_MODES, crate::clock::unix_seconds()))?;
         inner
             .room_names
             .try_create_and_insert(lobby.key(), id, GFP_KERNEL)?;
@@ -251,10 +334,16 @@ impl<M: Member> Core<M> {
         self.inner.lock().members.len()
     }
 
-    /// Adds `who`, shown as `label`, to `#lobby`: the others there are told, and `who` gets
-    /// the lobby's history. Everything it is sent is queued before this returns, so before
-    /// anything it sends itself.
-    pub(crate) fn add(&self, who: &Arc<M>, label: Label) -> Result<(), AddError> {
+    /// Adds `who`, shown as `label` with user name `user`; in `#lobby` if `lobby` (the others
+    /// there are told, and `who` gets the lobby's history), else in no room. Everything it is
+    /// sent is queued before this returns, so before anything it sends itself.
+    pub(crate) fn add(
+        &self,
+        who: &Arc<M>,
+        label: Label,
+        user: User,
+        lobby: bool,
+    ) -> Result<(), AddError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if inner.closing {
@@ -263,11 +352,6 @@ impl<M: Member> Core<M> {
         if inner.members.len() >= self.limits.max_members as usize {
             return Err(AddError::Full);
         }
-        let lobby = inner.rooms.get_mut(LOBBY).ok_or(AddError::NoMemory)?;
-        lobby
-            .members
-            .reserve(1, GFP_KERNEL)
-            .map_err(|_| AddError::NoMemory)?;
         let key = label.key();
         // Two connections can share an address label only while the older one is being
         // torn down; the index keeps the older until it goes.
@@ -282,27 +366,90 @@ impl<M: Member> Core<M> {
             .insert(Entry {
                 who: who.clone(),
                 label,
-                room: LOBBY,
-                pos: 0,
+                user,
+                seats: KVec::new(),
+                away: None,
             })
             .map_err(|_| AddError::NoMemory)?;
+        if lobby && inner.reserve_seat(id, LOBBY).is_err() {
+            inner.members.remove(id);
+            return Err(AddError::NoMemory);
+        }
         if let Some(node) = node {
             inner.labels.insert(node.into_node(key, id));
         }
         who.slot().store(id, Relaxed);
-        inner.enter_room(id, LOBBY);
         self.stats.joined(inner.members.len());
-        inner.notice(&self.limits, id, LOBBY, &Event::Joined(&label));
-        inner.replay(id, LOBBY, &self.stats);
+        if lobby {
+            inner.enter_room(id, LOBBY, false);
+            // A native client is not told the lobby's roster on arrival (the protocol's
+            // greeting is the history alone).
+            self.announce_entry(inner, id, LOBBY, false);
+        }
         Ok(())
     }
 
-    /// Removes `who` and tells its room; returns the label it had.
-    pub(crate) fn remove(&self, who: &M) -> Option<Label> {
+    /// Tells `room` that member `id` entered it, and the member the room's roster (if
+    /// `roster`) and history.
+    fn announce_entry(&self, inner: &Inner<M>, id: MemberId, room_id: RoomId, roster: bool) {
+        let (Some(e), Some(room)) = (inner.members.get(id), inner.rooms.get(room_id)) else {
+            return;
+        };
+        let joined = Event::Joined {
+            who: e.origin(),
+            room: &room.name,
+        };
+        inner.send(
+            audience(
+                What::Notice {
+                    room: room_id,
+                    echo: false,
+                },
+                id,
+                self.limits.notices,
+            ),
+            &joined,
+        );
+        if let Some(roster) = roster
+            .then(|| RoomRoster::new(inner, room_id).ok())
+            .flatten()
+        {
+            let entered = Event::Entered {
+                me: e.origin(),
+                room: &room.name,
+                topic: room.topic.as_deref(),
+                roster: &roster,
+            };
+            inner.send(audience(What::Reply, id, false), &entered);
+        }
+        inner.replay(id, room_id, &self.stats);
+    }
+
+    /// Removes `who` and tells the members sharing a room with it, with `reason`; returns
+    /// the label it had.
+    pub(crate) fn remove(&self, who: &M, reason: &[u8]) -> Option<Label> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let id = inner.id_of(who)?;
-        let room = inner.leave_room(id, &self.stats);
+        if !inner.closing {
+            if let Some(e) = inner.members.get(id) {
+                let quit = Event::Quit {
+                    who: e.origin(),
+                    reason,
+                };
+                inner.send(
+                    audience(What::Change { echo: false }, id, self.limits.notices),
+                    &quit,
+                );
+            }
+        }
+        while let Some(room) = inner
+            .members
+            .get(id)
+            .and_then(|e| e.seats.last().map(|s| s.room))
+        {
+            inner.leave_room(id, room, &self.stats);
+        }
         who.slot().store(NO_SLOT, Relaxed);
         let e = inner.members.remove(id)?;
         let key = e.label.key();
@@ -312,20 +459,23 @@ impl<M: Member> Core<M> {
         self.stats
             .clients_now
             .store(inner.members.len() as u64, Relaxed);
-        if !inner.closing {
-            inner.notice(&self.limits, id, room, &Event::Left(&e.label));
-        }
         Some(e.label)
     }
 
-    /// Sets `who`'s nick unless another member has it; its room is told. Returns the old
-    /// label, or `None` if nothing changed.
-    pub(crate) fn set_nick(&self, who: &M, nick: Label) -> Result<Option<Label>, NickError> {
+    /// Sets `who`'s nick unless another member has it; the members sharing a room with it
+    /// are told (and `who` too if `echo`). Returns the old label, or `None` if nothing
+    /// changed.
+    pub(crate) fn set_nick(
+        &self,
+        who: &M,
+        nick: Label,
+        echo: bool,
+    ) -> Result<Option<Label>, NickError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (id, old, room) = inner
+        let (id, old) = inner
             .entry_of(who)
-            .map(|(id, e)| (id, e.label, e.room))
+            .map(|(id, e)| (id, e.label))
             .ok_or(NickError::Gone)?;
         if old == nick {
             return Ok(None);
@@ -344,38 +494,80 @@ impl<M: Member> Core<M> {
             }
             inner.labels.insert(node);
         }
+        if let Some(e) = inner.members.get(id) {
+            let renamed = Event::Renamed {
+                who: e.origin(),
+                new: &nick,
+            };
+            inner.send(
+                audience(What::Change { echo }, id, self.limits.notices),
+                &renamed,
+            );
+        }
         if let Some(e) = inner.members.get_mut(id) {
             e.label = nick;
         }
-        inner.notice(
-            &self.limits,
-            id,
-            room,
-            &Event::Renamed {
-                old: &old,
-                new: &nick,
-            },
-        );
         Ok(Some(old))
     }
 
-    /// Moves `who` to the room `name` (created if it does not exist): the room it leaves and
-    /// the room it enters are told, and `who` gets the new room's roster and history before
-    /// any message relayed there after it entered. Returns the room's name as first spelled.
-    pub(crate) fn join(&self, who: &M, name: &RoomName) -> Result<RoomName, JoinError> {
+    /// Sets `who`'s user name.
+    pub(crate) fn set_user(&self, who: &M, user: User) {
+        let mut guard = self.inner.lock();
+        if let Some(id) = guard.id_of(who) {
+            if let Some(e) = guard.members.get_mut(id) {
+                e.user = user;
+            }
+        }
+    }
+
+    /// Sets (or with `None` clears) `who`'s away message, cut to [`AWAY_LEN`] bytes.
+    pub(crate) fn set_away(&self, who: &M, text: Option<&[u8]>) -> Result {
+        let away = match text {
+            Some(t) => {
+                let t = &t[..t.len().min(AWAY_LEN)];
+                let mut v = KVec::with_capacity(t.len(), GFP_KERNEL)?;
+                v.extend_from_slice(t, GFP_KERNEL)?;
+                Some(v)
+            }
+            None => None,
+        };
+        let mut guard = self.inner.lock();
+        let id = guard.id_of(who).ok_or(ENOENT)?;
+        if let Some(e) = guard.members.get_mut(id) {
+            e.away = away;
+        }
+        Ok(())
+    }
+
+    /// Puts `who` in the room `name` (created if it does not exist, with `who` its
+    /// operator): the room is told, and `who` gets its roster and history before any message
+    /// relayed there after it entered. `max_joined` is the most rooms its front end allows:
+    /// at 1, `who` moves out of the room it is in. Returns the room's name as first spelled.
+    pub(crate) fn join(
+        &self,
+        who: &M,
+        name: &RoomName,
+        max_joined: usize,
+    ) -> Result<RoomName, JoinError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (id, label, old_room) = inner
+        let (id, joined) = inner
             .entry_of(who)
-            .map(|(id, e)| (id, e.label, e.room))
+            .map(|(id, e)| (id, e.seats.len()))
             .ok_or(JoinError::Gone)?;
         let key = name.key();
-        let (room_id, created) = match inner.room_names.get(&key) {
-            Some(&r) if r == old_room => {
+        let existing = inner.room_names.get(&key).copied();
+        if let Some(r) = existing {
+            if inner.seat(id, r).is_some() {
                 let shown = inner.rooms.get(r).map_or(*name, |r| r.name);
                 return Err(JoinError::Already(shown));
             }
-            Some(&r) => (r, false),
+        }
+        if max_joined > 1 && joined >= max_joined {
+            return Err(JoinError::TooManyJoined);
+        }
+        let (room_id, created) = match existing {
+            Some(r) => (r, false),
             None => {
                 if inner.rooms.len() >= self.limits.max_rooms as usize {
                     return Err(JoinError::TooMany(self.limits.max_rooms));
@@ -384,7 +576,7 @@ impl<M: Member> Core<M> {
                     RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| JoinError::NoMemory)?;
                 let r = inner
                     .rooms
-                    .insert(Room::new(*name))
+                    .insert(Room::new(*name, ROOM_MODES, crate::clock::unix_seconds()))
                     .map_err(|_| JoinError::NoMemory)?;
                 inner.room_names.insert(node.into_node(key, r));
                 self.stats.rooms_now.add(1, Relaxed);
@@ -392,36 +584,60 @@ impl<M: Member> Core<M> {
                 (r, true)
             }
         };
-        let reserved = inner
-            .rooms
-            .get_mut(room_id)
-            .map(|r| r.members.reserve(1, GFP_KERNEL).is_ok())
-            .unwrap_or(false);
-        if !reserved {
+        if inner.reserve_seat(id, room_id).is_err() {
             if created {
                 inner.remove_room(room_id, &self.stats);
             }
             return Err(JoinError::NoMemory);
         }
-        inner.leave_room(id, &self.stats);
-        inner.notice(&self.limits, id, old_room, &Event::Left(&label));
-        inner.enter_room(id, room_id);
-        inner.notice(&self.limits, id, room_id, &Event::Joined(&label));
-        let room_name = inner.rooms.get(room_id).map_or(*name, |r| r.name);
-        if let Ok(roster) = RoomRoster::new(inner, room_id) {
-            let entered = Event::Entered {
-                room: &room_name,
-                roster: &roster,
-            };
-            inner.send(audience(What::Reply, id, room_id, false), &entered);
+        if max_joined <= 1 {
+            while let Some(old) = inner
+                .members
+                .get(id)
+                .and_then(|e| e.seats.last().map(|s| s.room))
+            {
+                self.leave(inner, id, old, None, false);
+            }
         }
-        inner.replay(id, room_id, &self.stats);
+        inner.enter_room(id, room_id, created && room_id != LOBBY);
+        self.announce_entry(inner, id, room_id, true);
+        let room_name = inner.rooms.get(room_id).map_or(*name, |r| r.name);
         Ok(room_name)
     }
 
-    /// Back to `#lobby`.
-    pub(crate) fn part(&self, who: &M) -> Result<RoomName, JoinError> {
-        self.join(who, &RoomName::lobby())
+    /// Takes member `id` out of `room_id`, telling the room (and the member too if `echo`).
+    fn leave(
+        &self,
+        inner: &mut Inner<M>,
+        id: MemberId,
+        room_id: RoomId,
+        reason: Option<&[u8]>,
+        echo: bool,
+    ) {
+        if let (Some(e), Some(room)) = (inner.members.get(id), inner.rooms.get(room_id)) {
+            let left = Event::Left {
+                who: e.origin(),
+                room: &room.name,
+                reason,
+            };
+            inner.send(
+                audience(
+                    What::Notice {
+                        room: room_id,
+                        echo,
+                    },
+                    id,
+                    self.limits.notices,
+                ),
+                &left,
+            );
+        }
+        inner.leave_room(id, room_id, &self.stats);
+    }
+
+    /// Back to `#lobby` (the native `/part`).
+    pub(crate) fn part_to_lobby(&self, who: &M) -> Result<RoomName, JoinError> {
+        self.join(who, &RoomName::lobby(), 1)
     }
 
     /// Answers `/who`: the members of `who`'s room.
@@ -429,7 +645,7 @@ impl<M: Member> Core<M> {
         let inner = self.inner.lock();
         let (id, room_id) = inner
             .entry_of(who)
-            .map(|(id, e)| (id, e.room))
+            .and_then(|(id, e)| Some((id, e.seats.first()?.room)))
             .ok_or(ENOENT)?;
         let room = inner.rooms.get(room_id).ok_or(ENOENT)?;
         let roster = RoomRoster::new(&inner, room_id)?;
@@ -437,7 +653,7 @@ impl<M: Member> Core<M> {
             room: &room.name,
             roster: &roster,
         };
-        inner.send(audience(What::Reply, id, room_id, false), &event);
+        inner.send(audience(What::Reply, id, false), &event);
         Ok(())
     }
 
@@ -445,99 +661,61 @@ impl<M: Member> Core<M> {
     pub(crate) fn rooms(&self, who: &M) -> Result {
         let inner = self.inner.lock();
         let id = inner.id_of(who).ok_or(ENOENT)?;
-        inner.send(
-            audience(What::Reply, id, LOBBY, false),
-            &Event::Rooms(&*inner),
-        );
+        inner.send(audience(What::Reply, id, false), &Event::Rooms(&*inner));
         Ok(())
     }
 
-    /// Sends `text` from `from` to the member labelled `target` (ignoring case), wherever it
-    /// is.
-    pub(crate) fn private(&self, from: &M, target: &[u8], text: &[u8]) -> Result<(), NoSuchNick> {
+    /// Sends `text` from `from` to the member `target` names, wherever it is.
+    pub(crate) fn private(
+        &self,
+        from: &M,
+        target: &[u8],
+        text: &[u8],
+        notice: bool,
+    ) -> Result<(), NoSuchNick> {
         let inner = self.inner.lock();
-        let (id, label, room) = inner
-            .entry_of(from)
-            .map(|(id, e)| (id, e.label, e.room))
-            .ok_or(NoSuchNick)?;
-        let to = *inner.labels.get(&Key::of(target)).ok_or(NoSuchNick)?;
-        let event = Event::Private { from: &label, text };
-        inner.send(audience(What::Private { to }, id, room, false), &event);
+        let (id, e) = inner.entry_of(from).ok_or(NoSuchNick)?;
+        let to = inner.find(target).ok_or(NoSuchNick)?;
+        let to_label = inner.members.get(to).ok_or(NoSuchNick)?.label;
+        let event = Event::Private {
+            from: e.origin(),
+            to: &to_label,
+            text,
+            notice,
+        };
+        inner.send(audience(What::Private { to }, id, false), &event);
         self.stats.private_messages.add(1, Relaxed);
         Ok(())
     }
 
-    /// Relays a batch of chat messages, each to the others in its sender's room, in order,
-    /// and adds them to the rooms' histories: one walk of each room involved and one
-    /// [`Member::deliver`] per recipient and room for the whole batch. Messages whose sender
-    /// is no longer in the chat are dropped.
-    pub(crate) fn publish(&self, batch: &mut RelayBatch<M>) {
-        if batch.entries.is_empty() {
-            return;
+    /// Calls `f` with a view of the chat from `who`'s side, under the core's lock, and
+    /// queues the frame it returns to `who`: an answer built from the chat's state, in order
+    /// with every other frame `who` is sent.
+    pub(crate) fn reply(
+        &self,
+        who: &M,
+        f: impl FnOnce(&View<'_, M>) -> Result<Option<Frame>>,
+    ) -> Result {
+        let inner = self.inner.lock();
+        let (id, e) = inner.entry_of(who).ok_or(ENOENT)?;
+        let view = View::new(&inner, id);
+        if let Some(frame) = f(&view)? {
+            let frame = Arc::new(frame, GFP_KERNEL)?;
+            M::deliver(&e.who, core::iter::once(&frame));
         }
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        // Each entry's sender and room, then the entries in (room, order) order: the runs of
-        // one room are relayed together.
-        for e in batch.entries.iter_mut() {
-            e.from = inner.id_of(&e.who).unwrap_or(NO_SLOT);
-            e.room = inner.members.get(e.from).map_or(NO_SLOT, |m| m.room);
-        }
-        let entries = &mut batch.entries;
-        // A batch is mostly one room; sort only when it is not.
-        if entries.windows(2).any(|w| w[0].room != w[1].room) {
-            // Stable by construction: ties keep their order through the sequence number.
-            entries.sort_unstable_by_key(|e| (e.room, e.seq));
-        }
-        let (mut n, mut bytes) = (0, 0);
-        let keep = self.limits.history as usize;
-        let mut start = 0;
-        while start < entries.len() {
-            let room_id = entries[start].room;
-            let end = start
-                + entries[start..]
-                    .iter()
-                    .take_while(|e| e.room == room_id)
-                    .count();
-            let run = &entries[start..end];
-            start = end;
-            if room_id == NO_SLOT {
-                continue;
-            }
-            let mut k = 0;
-            let Some(room) = inner.rooms.get(room_id) else {
-                continue;
-            };
-            for &member in room.members.iter() {
-                let Some(m) = inner.members.get(member) else {
-                    continue;
-                };
-                let closing = m.who.is_closing();
-                let (d, b) = M::deliver(
-                    &m.who,
-                    run.iter()
-                        .filter(|e| {
-                            audience(What::Say, e.from, e.room, false)
-                                .admits(member, m.room, closing)
-                        })
-                        .map(|e| e.msg.frame()),
-                );
-                k += d;
-                bytes += b;
-            }
-            n += k;
-            if let Some(room) = inner.rooms.get_mut(room_id) {
-                room.relayed += k;
-                if keep > 0 {
-                    for e in run {
-                        room.history.push(&e.msg, keep);
-                    }
-                }
+        Ok(())
+    }
+
+    /// Every member of `protocol`, for the front end's timers.
+    pub(crate) fn members_of(&self, protocol: Protocol) -> Result<KVec<Arc<M>>> {
+        let inner = self.inner.lock();
+        let mut out = KVec::new();
+        for (_, e) in inner.members.iter() {
+            if e.who.protocol() == protocol {
+                out.push(e.who.clone(), GFP_KERNEL)?;
             }
         }
-        drop(guard);
-        batch.entries.clear();
-        self.stats.relayed(n, bytes);
+        Ok(out)
     }
 
     /// Closes the chat at unload and takes every member out of it; the rooms and their
@@ -559,15 +737,16 @@ impl<M: Member> Core<M> {
         })
     }
 
-    /// The members with their labels and room names, for the stats view.
-    pub(crate) fn snapshot(&self) -> Result<KVec<(Arc<M>, Label, RoomName)>> {
+    /// The members with their labels and first room, for the stats view.
+    pub(crate) fn snapshot(&self) -> Result<KVec<Snapshot<M>>> {
         let inner = self.inner.lock();
         let mut out = KVec::with_capacity(inner.members.len(), GFP_KERNEL)?;
         for (_, e) in inner.members.iter() {
-            let room = inner
-                .rooms
-                .get(e.room)
-                .map_or(RoomName::lobby(), |r| r.name);
+            let room = e
+                .seats
+                .first()
+                .and_then(|s| inner.rooms.get(s.room))
+                .map(|r| r.name);
             out.push((e.who.clone(), e.label, room), GFP_KERNEL)?;
         }
         out.sort_unstable_by_key(|(m, _, _)| m.conn_id());

@@ -49,6 +49,10 @@ use crate::{
         FrameReader, //
     },
     frontend::Protocol,
+    irc::{
+        self,
+        QuitText, //
+    },
     label::Label,
     log::{
         kchat_log,
@@ -88,12 +92,27 @@ pub(crate) fn object_size() -> usize {
     size_of::<Client>() + size_of::<kernel::sync::Refcount>()
 }
 
+/// How a client's bytes become messages: its protocol's reader and session.
+enum Reader {
+    /// Length-prefixed frames.
+    Native(FrameReader),
+    /// IRC lines, and the registration state.
+    Irc(irc::Session),
+}
+
 /// The client's receive side.
 struct RxState {
-    reader: FrameReader,
+    reader: Reader,
     /// Flood control.
     bucket: Bucket,
 }
+
+/// [`Client::irc_state`]: an IRC client that has not registered yet.
+pub(crate) const IRC_UNREGISTERED: i32 = 0;
+/// ... registered, and heard from recently.
+pub(crate) const IRC_REGISTERED: i32 = 1;
+/// ... registered, and sent a `PING` it has not answered.
+pub(crate) const IRC_PINGED: i32 = 2;
 
 /// A connected client.
 #[pin_data(PinnedDrop)]
@@ -106,6 +125,13 @@ pub(crate) struct Client {
     pub(crate) peer: PeerAddr,
     /// Connection number since load: the stats view's id, the order of rosters.
     pub(crate) id: u64,
+    /// The protocol it speaks (the port it came in on).
+    pub(crate) protocol: Protocol,
+    /// When it connected, and when it last sent something (ns on the server's clock).
+    pub(crate) started_ns: i64,
+    pub(crate) heard_ns: Atomic<i64>,
+    /// An IRC client's registration and keep-alive state ([`IRC_UNREGISTERED`], ...).
+    pub(crate) irc_state: Atomic<i32>,
     /// Frame reassembly and flood control: the shard loop's alone.
     rx: LockedBy<RxState, Owner>,
     /// Frames queued for the client: broadcasters push here. Never held across a send.
@@ -165,11 +191,17 @@ impl Client {
         sock: Socket,
         peer: PeerAddr,
         id: u64,
+        protocol: Protocol,
     ) -> Result<Arc<Self>> {
+        let reader = match protocol {
+            Protocol::Native => Reader::Native(FrameReader::new(server.params.max_msg_len)),
+            Protocol::Irc => Reader::Irc(irc::Session::new()),
+        };
         let rx = RxState {
-            reader: FrameReader::new(server.params.max_msg_len),
+            reader,
             bucket: Bucket::new(),
         };
+        let now = server.now_ns();
         // Both belong to the shard loop that runs this client.
         let rx = LockedBy::new(server.shard_owner(id), rx);
         let out = LockedBy::new(server.shard_owner(id), TxQueue::new());
@@ -181,6 +213,10 @@ impl Client {
                 sock,
                 peer,
                 id,
+                protocol,
+                started_ns: now,
+                heard_ns: Atomic::new(now),
+                irc_state: Atomic::new(IRC_UNREGISTERED),
                 tx <- new_mutex!(TxQueue::new(), "Client::tx"),
                 out_bytes: Atomic::new(0),
                 label <- new_spinlock!(Label::from_addr(*peer), "Client::label"),
@@ -199,6 +235,9 @@ impl Client {
             GFP_KERNEL,
         )?;
         ALLOCATED.add(1, Relaxed);
+        if protocol == Protocol::Irc {
+            client.server.irc_unregistered.add(1, Relaxed);
+        }
         Ok(client)
     }
 
@@ -327,16 +366,46 @@ impl Client {
             server.core.stats.frames_rejected.add(1, Relaxed);
             this.last_word(
                 owner,
-                fmt!(
+                Frame::text(fmt!(
                     "! message too long ({} > {})",
                     len,
                     server.params.max_msg_len
-                ),
+                ))
+                .ok(),
             );
+        }
+        // Why it left, as IRC members sharing a room with it are told.
+        let mut why = QuitText::new();
+        let session = match &this.rx.access(owner).reader {
+            Reader::Irc(s) => Some(s),
+            Reader::Native(_) => None,
+        };
+        irc::quit_reason(&mut why, reason, server.params.irc_ping, session);
+        if this.protocol == Protocol::Irc {
+            if this.irc_state.load(Relaxed) == IRC_UNREGISTERED {
+                server.irc_unregistered.fetch_sub(1, Relaxed);
+            }
+            // What was queued (an answer to `QUIT`, say) and the `ERROR` that closes every
+            // IRC connection, if the peer can still read.
+            // Not to a peer that is gone, nor to a slow consumer: what is queued for it is
+            // what it could not take.
+            let last = !matches!(
+                reason,
+                CloseReason::Eof
+                    | CloseReason::RecvError(_)
+                    | CloseReason::SendError(_)
+                    | CloseReason::SlowConsumer(_)
+            );
+            if last {
+                this.last_word(owner, irc::render::closing_link(this.peer, &why).ok());
+            }
         }
         this.sock.shutdown();
         this.clear_queues(owner);
-        let label = server.core.remove(&**this).unwrap_or_else(|| this.label());
+        let label = server
+            .core
+            .remove(&**this, why.as_bytes())
+            .unwrap_or_else(|| this.label());
         kchat_log!(
             server,
             conn_log,
@@ -377,7 +446,11 @@ impl Member for Client {
     }
 
     fn protocol(&self) -> Protocol {
-        Protocol::Native
+        self.protocol
+    }
+
+    fn peer(&self) -> PeerAddr {
+        self.peer
     }
 
     fn deliver<'a>(this: &Arc<Self>, frames: impl Iterator<Item = &'a Arc<Frame>>) -> (u64, u64) {

@@ -63,6 +63,11 @@ fn show_clients(server: &Arc<Server>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     let clients = server.core.snapshot().map_err(|_| fmt::Error)?;
     f.write_str("id label peer room bytes_in bytes_out queued_bytes socket_wmem\n")?;
     for (c, label, room) in clients.iter() {
+        // An IRC client in no channel (or a native one kicked out of its room): `-`.
+        let room: &dyn fmt::Display = match room {
+            Some(r) => r,
+            None => &"-",
+        };
         f.write_fmt(fmt!(
             "{} {} {} {} {} {} {} {}\n",
             c.id,

@@ -47,14 +47,14 @@ pub(crate) fn buffer_bytes() -> u64 {
 }
 
 /// A message buffer, counted in [`BUFFER_BYTES`] for as long as it lives.
-struct Buf {
+pub(crate) struct Buf {
     v: KVVec<u8>,
     /// What was added to the count (the capacity when counted).
     counted: usize,
 }
 
 impl Buf {
-    fn new(v: KVVec<u8>) -> Self {
+    pub(crate) fn new(v: KVVec<u8>) -> Self {
         let counted = v.capacity();
         BUFFER_BYTES.add(counted as u64, Relaxed);
         Self { v, counted }
@@ -225,6 +225,14 @@ impl Frame {
         let mut w = TextFrame::new(usize::MAX)?;
         fmt::Write::write_fmt(&mut w, args).map_err(|_| ENOMEM)?;
         w.finish()
+    }
+
+    /// A frame that is already wire bytes (IRC lines).
+    pub(crate) fn raw(bytes: KVVec<u8>) -> Self {
+        Self {
+            buf: Buf::new(bytes),
+            start: 0,
+        }
     }
 
     /// The frame as it goes on the wire.

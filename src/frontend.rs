@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The wire protocols kchat speaks, as the chat core sees them: a name for each, and how its
-//! frames are rendered from the core's events.
+//! frames are rendered from the core's events and messages.
 
 use kernel::{
     prelude::*,
@@ -9,8 +9,14 @@ use kernel::{
 };
 
 use crate::{
-    chat::Event,
+    chat::{
+        Event,
+        Origin,
+        User, //
+    },
     frame::Frame,
+    irc,
+    label::RoomName,
     native, //
 };
 
@@ -19,18 +25,58 @@ use crate::{
 pub(crate) enum Protocol {
     /// Length-prefixed frames (DESIGN.md section 1).
     Native = 0,
+    /// IRC lines (DESIGN.md section 1, "IRC"; docs/irc.md).
+    Irc = 1,
 }
 
 impl Protocol {
     /// How many protocols there are: the chat core renders each event at most this often.
-    pub(crate) const COUNT: usize = 1;
+    pub(crate) const COUNT: usize = 2;
 
-    /// The frame that tells a client of this protocol about `event`; lists are cut to `max`
-    /// bytes of text.
-    pub(crate) fn render(self, event: &Event<'_>, max: usize) -> Result<Arc<Frame>> {
+    /// Every protocol.
+    pub(crate) const ALL: [Protocol; Self::COUNT] = [Self::Native, Self::Irc];
+
+    /// Whether clients of this protocol keep their own copy of who is in each room, so must
+    /// see every join, part, quit and nick change (their own included) whatever the
+    /// `notices` parameter says.
+    pub(crate) fn tracks_state(self) -> bool {
+        matches!(self, Self::Irc)
+    }
+
+    /// The user name members of this protocol have until they give one.
+    pub(crate) fn default_user(self) -> User {
+        let name: &[u8] = match self {
+            Self::Native => b"native",
+            Self::Irc => b"user",
+        };
+        User::sanitized(name, b"user")
+    }
+
+    /// The frame that tells a client of this protocol about `event` (`None`: this protocol
+    /// shows nothing for it); lists are cut to `max` bytes of text where the protocol cuts
+    /// them.
+    pub(crate) fn render(self, event: &Event<'_>, max: usize) -> Result<Option<Arc<Frame>>> {
         let frame = match self {
             Self::Native => native::render::event(event, max)?,
+            Self::Irc => irc::render::event(event)?,
         };
-        Ok(Arc::new(frame, GFP_KERNEL)?)
+        match frame {
+            Some(f) => Ok(Some(Arc::new(f, GFP_KERNEL)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A chat message from `from` to `room` as this protocol shows it.
+    pub(crate) fn render_message(
+        self,
+        from: &Origin<'_>,
+        room: &RoomName,
+        text: &[u8],
+        notice: bool,
+    ) -> Result<Frame> {
+        match self {
+            Self::Native => native::render::message(from, text),
+            Self::Irc => irc::render::message(from, room.as_bytes(), text, notice),
+        }
     }
 }

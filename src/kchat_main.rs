@@ -11,9 +11,11 @@
 mod accept;
 mod chat;
 mod client;
+mod clock;
 mod debugfs;
 mod frame;
 mod frontend;
+mod irc;
 mod label;
 mod log;
 mod native;
@@ -36,6 +38,7 @@ use kernel::{
 
 use accept::Listener;
 use debugfs::StatsFiles;
+use frontend::Protocol;
 use params::Params;
 use server::Server;
 
@@ -92,6 +95,16 @@ module! {
             description: "rooms that may exist at once, #lobby included \
                           (default 1000, range 1..=100000)",
         },
+        irc_port: u16 {
+            default: crate::params::IRC_PORT.default as u16,
+            description: "TCP port for IRC clients, IPv6 and IPv4, 0 = no IRC \
+                          (default 6667, range 0..=65535)",
+        },
+        irc_ping: u32 {
+            default: crate::params::IRC_PING.default as u32,
+            description: "seconds of silence before an IRC client is pinged, and again before \
+                          it is dropped; also the time to register (default 120, range 5..=3600)",
+        },
     },
 }
 
@@ -108,15 +121,18 @@ fn read_params() -> Params {
         trace: module_parameters::trace.value(),
         history: module_parameters::history.value(),
         max_rooms: module_parameters::max_rooms.value(),
+        irc_port: module_parameters::irc_port.value(),
+        irc_ping: module_parameters::irc_ping.value(),
     }
 }
 
 /// The loaded module. Its fields are dropped in the order of the unload: the stats view
-/// first (no reader left), then the listener (nobody new arrives, no accept work left), then
+/// first (no reader left), then the listeners (nobody new arrives, no accept work left), then
 /// the server (every client disconnected, the workqueue drained and destroyed).
 struct KChat {
     stats_files: Option<StatsFiles>,
     listener: Option<Listener>,
+    irc_listener: Option<Listener>,
     /// Taken by the exit path, which must hold the last reference (see [`Server::shutdown`]).
     server: Option<Arc<Server>>,
     /// Where it listened, for the exit line.
@@ -128,12 +144,25 @@ impl kernel::Module for KChat {
         let params = read_params();
         params.validate()?;
         let server = Server::new(params)?;
-        let listener = match Listener::start(&server) {
+        let listener = match Listener::start(&server, params.port, Protocol::Native) {
             Ok(l) => l,
             Err(e) => {
                 pr_err!("cannot listen on port {}: {:?}\n", params.port, e);
                 Server::shutdown(server);
                 return Err(e);
+            }
+        };
+        let irc_listener = if params.irc_port == 0 {
+            None
+        } else {
+            match Listener::start(&server, params.irc_port, Protocol::Irc) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    pr_err!("cannot listen on irc_port {}: {:?}\n", params.irc_port, e);
+                    drop(listener);
+                    Server::shutdown(server);
+                    return Err(e);
+                }
             }
         };
         let addr = if listener.dual_stack() {
@@ -146,9 +175,13 @@ impl kernel::Module for KChat {
             .inspect_err(|e| pr_warn!("no stats view in debugfs: {:?}\n", e))
             .ok();
         pr_info!("listening on {}:{} ({})\n", addr, params.port, params);
+        if irc_listener.is_some() {
+            Server::start_irc_timer(&server);
+        }
         Ok(Self {
             stats_files,
             listener: Some(listener),
+            irc_listener,
             server: Some(server),
             addr,
         })
@@ -164,6 +197,7 @@ impl Drop for KChat {
         server.begin_shutdown();
         self.stats_files = None;
         self.listener = None;
+        self.irc_listener = None;
         let stats = &server.core.stats;
         let (served, msgs, bytes) = (
             stats.served.load(Relaxed),

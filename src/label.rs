@@ -54,6 +54,30 @@ impl<const N: usize> Name<N> {
         &self.bytes[..usize::from(self.len)]
     }
 
+    /// `bytes` with what is not `[A-Za-z0-9_.~-]` left out, cut to `N` bytes; `fallback`
+    /// if nothing is left.
+    pub(crate) fn sanitized(bytes: &[u8], fallback: &[u8]) -> Self {
+        let mut name = Self::EMPTY;
+        let mut n = 0;
+        for &c in bytes {
+            if n == N {
+                break;
+            }
+            if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'~') {
+                name.bytes[n] = c;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            let f = &fallback[..fallback.len().min(N)];
+            name.bytes[..f.len()].copy_from_slice(f);
+            n = f.len();
+        }
+        // `n <= N <= 255`.
+        name.len = n as u8;
+        name
+    }
+
     /// The name folded to lower case, as names are compared.
     pub(crate) fn key(&self) -> Key {
         Key::of(self.as_bytes())
@@ -94,9 +118,14 @@ pub(crate) enum NickError {
     Empty,
     /// Longer than [`MAX_NICK_LEN`] bytes.
     TooLong,
-    /// A byte outside `[A-Za-z0-9_.-]`.
+    /// A byte outside `[A-Za-z0-9_.-]` (or, for IRC, outside the IRC nick alphabet).
     BadChar,
+    /// Of the form `kchat-ID`, which names members known by their address.
+    Reserved,
 }
+
+/// The prefix of the name IRC shows for a member known by its address.
+pub(crate) const ALIAS: &[u8] = b"kchat-";
 
 impl Label {
     /// The default label: the peer's address.
@@ -118,7 +147,52 @@ impl Label {
         if !name.iter().all(|&c| name_byte(c)) {
             return Err(NickError::BadChar);
         }
+        if Self::alias_conn(name).is_some() {
+            return Err(NickError::Reserved);
+        }
         Ok(Self::from_checked(name))
+    }
+
+    /// An IRC nick: 1 to 32 bytes, a letter or one of ``[]\`_^{|}`` first, then letters,
+    /// digits, those or `-`; not of the reserved `kchat-ID` form.
+    pub(crate) fn irc_nick(name: &[u8]) -> Result<Self, NickError> {
+        let special = |c: u8| b"[]\\`_^{|}".contains(&c);
+        let Some(&first) = name.first() else {
+            return Err(NickError::Empty);
+        };
+        if name.len() > MAX_NICK_LEN {
+            return Err(NickError::TooLong);
+        }
+        let rest_ok = name[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || special(c) || c == b'-');
+        if !(first.is_ascii_alphabetic() || special(first)) || !rest_ok {
+            return Err(NickError::BadChar);
+        }
+        if Self::alias_conn(name).is_some() {
+            return Err(NickError::Reserved);
+        }
+        Ok(Self::from_checked(name))
+    }
+
+    /// Whether this label is a nick (not an address: addresses always hold a `:`).
+    pub(crate) fn is_nick(&self) -> bool {
+        !self.as_bytes().contains(&b':')
+    }
+
+    /// The connection number in `kchat-ID`, the name under which IRC shows a member known
+    /// by its address (ignoring case).
+    pub(crate) fn alias_conn(name: &[u8]) -> Option<u64> {
+        let digits = name
+            .get(..ALIAS.len())
+            .filter(|p| p.eq_ignore_ascii_case(ALIAS))
+            .map(|_| &name[ALIAS.len()..])?;
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        digits.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
     }
 
     /// Whether two labels name the same client, ignoring ASCII case, as IRC does: `Bob`
@@ -193,6 +267,32 @@ mod tests {
         assert!(same);
         let keys_equal = a.key() == b.key();
         assert!(keys_equal);
+        Ok(())
+    }
+
+    #[test]
+    fn irc_nicks_and_aliases() -> Result {
+        let cases: [(&[u8], Result<(), NickError>); 8] = [
+            (b"alice", Ok(())),
+            (b"[bot]|x^-1", Ok(())),
+            (b"1abc", Err(NickError::BadChar)),
+            (b"-abc", Err(NickError::BadChar)),
+            (b"a.b", Err(NickError::BadChar)),
+            (b"", Err(NickError::Empty)),
+            (b"kchat-12", Err(NickError::Reserved)),
+            (b"kchat-x", Ok(())),
+        ];
+        for (name, want) in cases {
+            let got = Label::irc_nick(name).map(|_| ());
+            assert_eq!(got, want);
+        }
+        let native_reserved = Label::nick(b"KCHAT-7").map(|_| ());
+        assert_eq!(native_reserved, Err(NickError::Reserved));
+        assert_eq!(Label::alias_conn(b"kchat-42"), Some(42));
+        assert_eq!(Label::alias_conn(b"kchat-"), None);
+        assert_eq!(Label::alias_conn(b"kchat-99999999999999999999"), None);
+        let addr = Label::from_addr(PeerAddr::V4([127, 0, 0, 1], 5));
+        assert!(!addr.is_nick());
         Ok(())
     }
 

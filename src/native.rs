@@ -33,6 +33,7 @@ use crate::{
         Frame,
         Payload, //
     },
+    frontend::Protocol,
     label::{
         self,
         Label,
@@ -74,10 +75,14 @@ pub(crate) fn handle(
                 Escaped(payload.bytes())
             );
             client.msgs_in.add(1, Relaxed);
+            let len = payload.bytes().len();
             let frame = Frame::relay(payload, &label).map_err(|_| CloseReason::NoMemory)?;
             let frame = Arc::new(frame, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
+            // The text follows the header, the label and its separator.
+            let at = frame.len() - len;
+            let msg = Message::new(frame, Protocol::Native, at, len, false);
             batch
-                .push(core, client, Message::new(frame))
+                .push(core, client, None, msg)
                 .map_err(|_| CloseReason::NoMemory)?;
         }
         Command::Nick(name) => nick(client, name),
@@ -85,18 +90,18 @@ pub(crate) fn handle(
         Command::Rooms => core.rooms(client).map_err(|_| CloseReason::NoMemory)?,
         Command::Join(b"") => error(client, fmt!("usage: /join #room")),
         Command::Join(name) => match RoomName::parse(name) {
-            Some(room) => join(client, core.join(&**client, &room)),
+            Some(room) => join(client, core.join(&**client, &room, 1)),
             None => error(
                 client,
                 fmt!("invalid room name: use # and 1 to 32 of A-Z a-z 0-9 _ . -"),
             ),
         },
-        Command::Part => join(client, core.part(&**client)),
+        Command::Part => join(client, core.part_to_lobby(&**client)),
         Command::Msg { to, text } if to.is_empty() || text.is_empty() => {
             error(client, fmt!("usage: /msg NICK TEXT"))
         }
         Command::Msg { to, text } => {
-            if core.private(&**client, to, text).is_err() {
+            if core.private(&**client, to, text, false).is_err() {
                 error(client, fmt!("no such nick: {}", Escaped(to)));
             }
         }
@@ -116,8 +121,9 @@ fn nick(client: &Arc<Client>, name: &[u8]) {
         Err(label::NickError::BadChar) => {
             return error(client, fmt!("invalid nick: use only A-Z a-z 0-9 _ . -"))
         }
+        Err(label::NickError::Reserved) => return error(client, fmt!("invalid nick: reserved")),
     };
-    match server.core.set_nick(&**client, nick) {
+    match server.core.set_nick(&**client, nick, false) {
         Ok(Some(old)) => {
             client.set_label(nick);
             kchat_log!(
@@ -143,7 +149,9 @@ fn join(client: &Arc<Client>, result: Result<RoomName, JoinError>) {
         Ok(_) | Err(JoinError::Gone) => {}
         Err(JoinError::Already(room)) => error(client, fmt!("already in {room}")),
         Err(JoinError::TooMany(max)) => error(client, fmt!("too many rooms (max_rooms={max})")),
-        Err(JoinError::NoMemory) => error(client, fmt!("out of memory, try again")),
+        Err(JoinError::NoMemory) | Err(JoinError::TooManyJoined) => {
+            error(client, fmt!("out of memory, try again"))
+        }
     }
 }
 

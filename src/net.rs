@@ -76,11 +76,17 @@ impl PeerAddr {
     }
 }
 
-impl fmt::Display for PeerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PeerAddr {
+    /// The address without its port, as IRC shows a member's host.
+    pub(crate) fn host(&self) -> Host {
+        Host(*self)
+    }
+
+    /// Writes the IP address (RFC 5952 for IPv6, without brackets).
+    fn fmt_ip(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::V4([a, b, c, d], port) => f.write_fmt(fmt!("{a}.{b}.{c}.{d}:{port}")),
-            Self::V6(ip, port) => {
+            Self::V4([a, b, c, d], _) => f.write_fmt(fmt!("{a}.{b}.{c}.{d}")),
+            Self::V6(ip, _) => {
                 let groups: [u16; 8] =
                     core::array::from_fn(|i| u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]));
                 // RFC 5952: the longest run of two or more zero groups (the first of equals)
@@ -93,7 +99,6 @@ impl fmt::Display for PeerAddr {
                         best = i + 1 - run;
                     }
                 }
-                f.write_str("[")?;
                 let mut i = 0;
                 while i < 8 {
                     if i == best {
@@ -107,9 +112,41 @@ impl fmt::Display for PeerAddr {
                     f.write_fmt(fmt!("{:x}", groups[i]))?;
                     i += 1;
                 }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::V4(_, port) => {
+                self.fmt_ip(f)?;
+                f.write_fmt(fmt!(":{port}"))
+            }
+            Self::V6(_, port) => {
+                f.write_str("[")?;
+                self.fmt_ip(f)?;
                 f.write_fmt(fmt!("]:{port}"))
             }
         }
+    }
+}
+
+/// A peer's IP address as an IRC host: an IPv6 address that would start with `:` (and so
+/// read as the start of a trailing parameter) gets a leading `0`.
+#[derive(Clone, Copy)]
+pub(crate) struct Host(PeerAddr);
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let PeerAddr::V6(ip, _) = self.0 {
+            if ip[0] == 0 && ip[1] == 0 {
+                f.write_str("0")?;
+            }
+        }
+        self.0.fmt_ip(f)
     }
 }
 

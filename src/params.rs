@@ -47,6 +47,8 @@ specs! {
     TRACE "trace": 1, 0, 2;
     HISTORY "history": 20, 0, 1000;
     MAX_ROOMS "max_rooms": 1000, 1, 100_000;
+    IRC_PORT "irc_port": 6667, 0, 65535;
+    IRC_PING "irc_ping": 120, 5, 3600;
 }
 
 // Every default and maximum fits the parameter's type (`module!` takes the defaults with
@@ -56,6 +58,8 @@ const _: () = assert!(TRACE.max <= u8::MAX as u64);
 const _: () = assert!(MAX_QUEUE_BYTES.max <= u32::MAX as u64);
 const _: () = assert!(MAX_CLIENTS.max <= u32::MAX as u64);
 const _: () = assert!(MAX_ROOMS.max <= u32::MAX as u64);
+const _: () = assert!(IRC_PORT.max <= u16::MAX as u64);
+const _: () = assert!(IRC_PING.max <= u32::MAX as u64);
 
 /// The values in force, read once from the module parameters.
 #[derive(Clone, Copy, Debug)]
@@ -80,11 +84,16 @@ pub(crate) struct Params {
     pub(crate) history: u32,
     /// Rooms that may exist at once, `#lobby` included.
     pub(crate) max_rooms: u32,
+    /// TCP port for IRC clients; 0 = none.
+    pub(crate) irc_port: u16,
+    /// Seconds of silence before an IRC client is sent a `PING` (and as many again before it
+    /// is dropped); also how long it has to register.
+    pub(crate) irc_ping: u32,
 }
 
 impl Params {
     /// Every numeric parameter with its value.
-    fn values(&self) -> [(&'static Spec, u64); 10] {
+    fn values(&self) -> [(&'static Spec, u64); 12] {
         [
             (&PORT, self.port.into()),
             (&BACKLOG, self.backlog.into()),
@@ -96,6 +105,8 @@ impl Params {
             (&TRACE, self.trace.into()),
             (&HISTORY, self.history.into()),
             (&MAX_ROOMS, self.max_rooms.into()),
+            (&IRC_PORT, self.irc_port.into()),
+            (&IRC_PING, self.irc_ping.into()),
         ]
     }
 
@@ -156,6 +167,8 @@ mod tests {
             trace: TRACE.default as u8,
             history: HISTORY.default as u32,
             max_rooms: MAX_ROOMS.default as u32,
+            irc_port: IRC_PORT.default as u16,
+            irc_ping: IRC_PING.default as u32,
         }
     }
 
@@ -169,7 +182,11 @@ mod tests {
     #[test]
     fn boundaries() -> Result {
         type Change = fn(&mut Params);
-        let cases: [(Change, bool); 14] = [
+        let cases: [(Change, bool); 18] = [
+            (|p| p.irc_port = 0, true),
+            (|p| p.irc_ping = 4, false),
+            (|p| p.irc_ping = 5, true),
+            (|p| p.irc_ping = 3601, false),
             (|p| p.port = 0, false),
             (|p| p.port = 1, true),
             (|p| p.max_msg_len = 0, false),

@@ -103,6 +103,11 @@ pub(crate) struct Server {
     /// The shards (see `src/shard.rs`).
     #[pin]
     pub(crate) shards: [Shard; SHARDS],
+    /// IRC connections that have not registered yet (`LUSERS`'s unknown connections).
+    pub(crate) irc_unregistered: Atomic<u64>,
+    /// Pings quiet IRC clients, drops those that do not answer or never register.
+    #[pin]
+    irc_tick: DelayedWork<Server, 3>,
     /// The shard loops.
     #[pin]
     shard_work_0: Work<Server, 1>,
@@ -112,6 +117,7 @@ pub(crate) struct Server {
 
 kernel::impl_has_delayed_work! {
     impl HasDelayedWork<Self> for Server { self.throttle_work }
+    impl HasDelayedWork<Self, 3> for Server { self.irc_tick }
 }
 
 kernel::impl_has_work! {
@@ -129,6 +135,7 @@ impl Server {
             history: params.history,
             notices: params.notices,
             max_text: params.max_msg_len as usize,
+            protocols: [true, params.irc_port != 0],
         })?;
         Arc::pin_init(
             try_pin_init!(Self {
@@ -149,6 +156,8 @@ impl Server {
                     "Server::throttled"
                 ),
                 throttle_work <- new_delayed_work!("Server::throttle_work"),
+                irc_unregistered: Atomic::new(0),
+                irc_tick <- new_delayed_work!("Server::irc_tick"),
                 shards <- pin_init::pin_init_array_from_fn(Shard::new),
                 shard_work_0 <- new_work!("Server::shard_work"),
                 shard_work_1 <- new_work!("Server::shard_work"),
@@ -201,7 +210,27 @@ impl Server {
         let ms = u32::try_from(wait_ns / 1_000_000).unwrap_or(u32::MAX);
         let delay = msecs_to_jiffies(ms.clamp(1, THROTTLE_TICK_MS));
         // An error means the timer is set already; that tick looks at every client.
-        let _ = this.queue.enqueue_delayed(this.clone(), delay);
+        let _ = this
+            .queue
+            .enqueue_delayed::<Arc<Server>, 0>(this.clone(), delay);
+    }
+
+    /// Starts the IRC keep-alive tick.
+    pub(crate) fn start_irc_timer(this: &Arc<Self>) {
+        Self::arm_irc_tick(this);
+    }
+
+    /// Sets the IRC tick's timer, unless the unload has begun. Under `throttled`'s lock, as
+    /// the throttle timer, so that the unload cannot miss it.
+    fn arm_irc_tick(this: &Arc<Self>) {
+        let t = this.throttled.lock();
+        if t.closing {
+            return;
+        }
+        let ms = crate::irc::tick_ms(this.params.irc_ping);
+        let _ = this
+            .queue
+            .enqueue_delayed::<Arc<Server>, 3>(this.clone(), msecs_to_jiffies(ms));
     }
 
     /// The unload, after the listener has stopped: disconnect every client, run every pending
@@ -219,6 +248,7 @@ impl Server {
         };
         drop(waiting);
         flush_delayed(&this.throttle_work);
+        flush_delayed(&this.irc_tick);
         let mut n = 0u64;
         for c in this.core.close_all() {
             let mut owner = this.shard_owner(c.id).lock();
@@ -237,6 +267,19 @@ impl Server {
         if Arc::into_unique_or_drop(this).is_none() {
             pr_err!("unload: the server is still referenced; its workqueue stays\n");
         }
+    }
+}
+
+impl WorkItem<3> for Server {
+    type Pointer = Arc<Server>;
+
+    /// The IRC tick: ping the quiet, drop the silent and the unregistered, and look again.
+    fn run(this: Arc<Server>) {
+        if this.is_closing() {
+            return;
+        }
+        crate::irc::tick(&this);
+        Self::arm_irc_tick(&this);
     }
 }
 

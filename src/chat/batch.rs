@@ -28,6 +28,8 @@ pub(super) struct Pending<M> {
     pub(super) seq: u32,
     /// Filled in by [`Core::publish`].
     pub(super) from: MemberId,
+    /// The room it goes to ([`NO_SLOT`] until [`Core::publish`] fills it in, for a member of
+    /// one room).
     pub(super) room: RoomId,
 }
 
@@ -58,7 +60,16 @@ impl<M: Member> RelayBatch<M> {
     /// Adds a chat message from `who`. A full batch goes out first; without memory for a
     /// larger batch, what waits goes out and the message starts a batch of one. Fails only
     /// if not even that can be allocated (the caller disconnects `who`).
-    pub(crate) fn push(&mut self, core: &Core<M>, who: &Arc<M>, msg: Message) -> Result {
+    ///
+    /// `room` is where it goes (checked by [`Core::speak_in`]); `None` for a member of one
+    /// room, which speaks there.
+    pub(crate) fn push(
+        &mut self,
+        core: &Core<M>,
+        who: &Arc<M>,
+        room: Option<RoomId>,
+        msg: Message,
+    ) -> Result {
         if self.entries.len() >= BATCH_MESSAGES {
             core.publish(self);
         }
@@ -82,7 +93,7 @@ impl<M: Member> RelayBatch<M> {
                 msg,
                 seq,
                 from: NO_SLOT,
-                room: NO_SLOT,
+                room: room.unwrap_or(NO_SLOT),
             })
             .map_err(|_| ENOMEM)
     }

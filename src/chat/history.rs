@@ -47,7 +47,7 @@ impl History {
     /// [`HISTORY_BYTES`]. Without memory to grow, the oldest message makes room. A message
     /// larger than the byte bound alone is not kept (nor is anything else).
     pub(crate) fn push(&mut self, msg: &Message, keep: usize) {
-        let size = msg.frame().len();
+        let size = msg.bytes();
         if keep == 0 || size > HISTORY_BYTES {
             self.clear();
             return;
@@ -73,7 +73,7 @@ impl History {
         let msg = self.slots[self.head].take()?;
         self.head = (self.head + 1) & mask;
         self.len -= 1;
-        self.bytes -= msg.frame().len();
+        self.bytes -= msg.bytes();
         Some(msg)
     }
 

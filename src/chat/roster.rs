@@ -22,18 +22,25 @@ use crate::label::{
 /// A room's members, in order of connection.
 pub(super) struct RoomRoster<'a, M> {
     inner: &'a Inner<M>,
-    /// Member ids sorted by connection number.
-    order: KVec<MemberId>,
+    /// Member ids with their operator flags, sorted by connection number.
+    order: KVec<(MemberId, bool)>,
 }
 
 impl<'a, M: Member> RoomRoster<'a, M> {
     pub(super) fn new(inner: &'a Inner<M>, room: RoomId) -> Result<Self> {
-        let members = inner.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
-        let mut order = KVec::with_capacity(members.len(), GFP_KERNEL)?;
-        order.extend_from_slice(members, GFP_KERNEL)?;
-        let conn = |id: &MemberId| inner.members.get(*id).map_or(0, |e| e.who.conn_id());
+        let places = inner.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
+        let mut order = KVec::with_capacity(places.len(), GFP_KERNEL)?;
+        for p in places {
+            order.push((p.id, p.op), GFP_KERNEL)?;
+        }
+        let conn = |m: &(MemberId, bool)| inner.members.get(m.0).map_or(0, |e| e.who.conn_id());
         order.sort_unstable_by_key(conn);
         Ok(Self { inner, order })
+    }
+
+    /// The member ids with their operator flags, in order.
+    pub(super) fn into_ids(self) -> KVec<(MemberId, bool)> {
+        self.order
     }
 }
 
@@ -42,10 +49,10 @@ impl<M: Member> Roster for RoomRoster<'_, M> {
         self.order.len()
     }
 
-    fn each(&self, f: &mut dyn FnMut(&Label) -> bool) {
-        for id in self.order.iter() {
+    fn each(&self, f: &mut dyn FnMut(&Label, u64, bool) -> bool) {
+        for (id, op) in self.order.iter() {
             if let Some(e) = self.inner.members.get(*id) {
-                if !f(&e.label) {
+                if !f(&e.label, e.who.conn_id(), *op) {
                     return;
                 }
             }

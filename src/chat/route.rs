@@ -5,61 +5,103 @@
 //! Every frame the chat core queues (relayed messages, notices, private messages, replies)
 //! goes to the members that [`audience`] names and [`Audience::admits`] lets through. Nothing
 //! else in kchat filters recipients.
+//!
+//! Two kinds of recipients differ: a member whose protocol keeps its own copy of the chat's
+//! state (IRC: a client tracks who is in each channel from `JOIN`, `PART`, `QUIT`) must see
+//! every change, and sees its own; a member whose protocol does not (native) sees changes as
+//! notices, which the `notices` parameter turns off, and never its own.
 
 use kernel::prelude::*;
 
 use super::{
     MemberId,
-    RoomId, //
+    RoomId,
+    NO_SLOT, //
 };
 
 /// What is being sent, as far as routing cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum What {
-    /// A chat message from `from`, to its room.
-    Say,
-    /// `from` entered, left or renamed itself: a notice to its room.
-    Notice,
+    /// A chat message from `from`, to a room it may speak in.
+    Say { room: RoomId },
+    /// A change in `room` made by `from` (it joined, parted, set the topic or a mode, kicked
+    /// someone); `echo`: `from` sees it too (if its protocol tracks state).
+    Notice { room: RoomId, echo: bool },
+    /// A change of `from` itself seen in every room it is in (it quit, changed its nick):
+    /// each member sharing a room with it receives it once; `echo` as above.
+    Change { echo: bool },
     /// A private message from `from` to `to`.
     Private { to: MemberId },
-    /// An answer to `from` alone (replayed history, `/who`, `/rooms`, the roster of a room
-    /// just entered).
+    /// An answer to `from` alone (replayed history, rosters, lists, errors).
     Reply,
 }
 
-/// The members that receive one frame.
+/// Where an audience's candidates come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Audience {
+pub(crate) enum Scope {
     /// Nobody.
     Nobody,
-    /// The members of `room`, but not `except`.
-    Room { room: RoomId, except: MemberId },
+    /// The members of a room.
+    Room(RoomId),
+    /// The members of every room a member is in, each once, and that member.
+    Neighbours(MemberId),
     /// One member.
     One(MemberId),
 }
 
-/// Who receives `what` from `from`, a member of `room`; `notices` is the module parameter.
-pub(crate) fn audience(what: What, from: MemberId, room: RoomId, notices: bool) -> Audience {
-    match what {
-        What::Say => Audience::Room { room, except: from },
-        What::Notice if notices => Audience::Room { room, except: from },
-        What::Notice => Audience::Nobody,
-        What::Private { to } => Audience::One(to),
-        What::Reply => Audience::One(from),
+/// The members that receive one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Audience {
+    pub(crate) scope: Scope,
+    /// The member the event is about: it receives the frame only if `echo` is set and its
+    /// protocol tracks state.
+    except: MemberId,
+    echo: bool,
+    /// Notices are off: only members whose protocol tracks state receive it.
+    quiet: bool,
+}
+
+/// Who receives `what` from `from`; `notices` is the module parameter.
+pub(crate) fn audience(what: What, from: MemberId, notices: bool) -> Audience {
+    let (scope, except, echo, quiet) = match what {
+        What::Say { room } => (Scope::Room(room), from, false, false),
+        What::Notice { room, echo } => (Scope::Room(room), from, echo, !notices),
+        What::Change { echo } => (Scope::Neighbours(from), from, echo, !notices),
+        What::Private { to } => (Scope::One(to), NO_SLOT, false, false),
+        What::Reply => (Scope::One(from), NO_SLOT, false, false),
+    };
+    Audience {
+        scope,
+        except,
+        echo,
+        quiet,
     }
 }
 
 impl Audience {
-    /// Whether `member`, of `room`, receives the frame; a member being disconnected receives
-    /// nothing more.
-    pub(crate) fn admits(&self, member: MemberId, room: RoomId, closing: bool) -> bool {
-        if closing {
+    /// Nobody at all.
+    pub(crate) const NOBODY: Self = Self {
+        scope: Scope::Nobody,
+        except: NO_SLOT,
+        echo: false,
+        quiet: false,
+    };
+
+    /// Whether `member`, one of the scope's candidates, receives the frame: `stateful` if its
+    /// protocol tracks the chat's state; a member being disconnected receives nothing more.
+    pub(crate) fn admits(&self, member: MemberId, closing: bool, stateful: bool) -> bool {
+        if closing || self.scope == Scope::Nobody {
             return false;
         }
-        match *self {
-            Self::Nobody => false,
-            Self::Room { room: r, except } => r == room && member != except,
-            Self::One(m) => m == member,
+        if self.quiet && !stateful {
+            return false;
+        }
+        if member == self.except {
+            return self.echo && stateful;
+        }
+        match self.scope {
+            Scope::One(m) => m == member,
+            _ => true,
         }
     }
 }
@@ -70,53 +112,86 @@ mod tests {
 
     #[test]
     fn messages_go_to_the_others_in_the_room() -> Result {
-        let a = audience(What::Say, 1, 7, false);
-        assert_eq!(a, Audience::Room { room: 7, except: 1 });
-        let cases: [(MemberId, RoomId, bool, bool); 5] = [
-            (2, 7, false, true),
-            // The sender.
-            (1, 7, false, false),
-            // Another room.
-            (2, 8, false, false),
+        let a = audience(What::Say { room: 7 }, 1, false);
+        assert_eq!(a.scope, Scope::Room(7));
+        // (member, closing, stateful, admitted)
+        let cases: [(MemberId, bool, bool, bool); 5] = [
+            (2, false, false, true),
+            (2, false, true, true),
+            // The sender, whatever its protocol.
+            (1, false, false, false),
+            (1, false, true, false),
             // Being disconnected.
-            (3, 7, true, false),
-            (0, 7, false, true),
+            (3, true, false, false),
         ];
-        for (member, room, closing, want) in cases {
-            let got = a.admits(member, room, closing);
+        for (member, closing, stateful, want) in cases {
+            let got = a.admits(member, closing, stateful);
             assert_eq!(got, want);
         }
         Ok(())
     }
 
     #[test]
-    fn notices_follow_the_parameter() -> Result {
-        let on = audience(What::Notice, 1, 0, true);
-        assert_eq!(on, Audience::Room { room: 0, except: 1 });
-        let off = audience(What::Notice, 1, 0, false);
-        assert_eq!(off, Audience::Nobody);
-        let admitted = off.admits(2, 0, false);
-        assert!(!admitted);
+    fn notices_follow_the_parameter_but_state_always_goes() -> Result {
+        let on = audience(
+            What::Notice {
+                room: 0,
+                echo: true,
+            },
+            1,
+            true,
+        );
+        assert_eq!(on.scope, Scope::Room(0));
+        let native_sees = on.admits(2, false, false);
+        assert!(native_sees);
+        // The member that joined sees its own change only if it tracks state.
+        let own_irc = on.admits(1, false, true);
+        assert!(own_irc);
+        let own_native = on.admits(1, false, false);
+        assert!(!own_native);
+        let off = audience(
+            What::Notice {
+                room: 0,
+                echo: false,
+            },
+            1,
+            false,
+        );
+        let native_quiet = off.admits(2, false, false);
+        assert!(!native_quiet);
+        let irc_told = off.admits(2, false, true);
+        assert!(irc_told);
+        let no_echo = off.admits(1, false, true);
+        assert!(!no_echo);
+        let nobody = Audience::NOBODY.admits(2, false, true);
+        assert!(!nobody);
         Ok(())
     }
 
     #[test]
-    fn private_and_replies_reach_one_member_anywhere() -> Result {
-        let p = audience(What::Private { to: 5 }, 1, 0, true);
-        let cases: [(MemberId, RoomId, bool, bool); 4] = [
-            (5, 3, false, true),
-            (5, 0, false, true),
-            (1, 0, false, false),
-            (5, 3, true, false),
-        ];
-        for (member, room, closing, want) in cases {
-            let got = p.admits(member, room, closing);
+    fn changes_reach_the_neighbours() -> Result {
+        let a = audience(What::Change { echo: true }, 4, true);
+        assert_eq!(a.scope, Scope::Neighbours(4));
+        let other = a.admits(5, false, false);
+        assert!(other);
+        let own = a.admits(4, false, true);
+        assert!(own);
+        Ok(())
+    }
+
+    #[test]
+    fn private_and_replies_reach_one_member() -> Result {
+        let p = audience(What::Private { to: 5 }, 1, true);
+        let cases: [(MemberId, bool, bool); 3] =
+            [(5, false, true), (1, false, false), (5, true, false)];
+        for (member, closing, want) in cases {
+            let got = p.admits(member, closing, false);
             assert_eq!(got, want);
         }
-        let r = audience(What::Reply, 4, 2, false);
-        assert_eq!(r, Audience::One(4));
+        let r = audience(What::Reply, 4, false);
+        assert_eq!(r.scope, Scope::One(4));
         // Even a private message to oneself reaches only oneself.
-        let own = audience(What::Private { to: 4 }, 4, 2, true).admits(4, 2, false);
+        let own = audience(What::Private { to: 4 }, 4, true).admits(4, false, false);
         assert!(own);
         Ok(())
     }

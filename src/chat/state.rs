@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The chat core's state under its lock, and the steps [`Core`](super::Core)'s operations are
-//! made of: sending an event to an audience, moving a member between rooms, replaying a
+//! made of: sending an event to an audience, moving members in and out of rooms, replaying a
 //! room's history.
 
 use kernel::{
@@ -14,17 +14,16 @@ use kernel::{
 };
 
 use super::{
-    audience,
+    route::Scope,
     Audience,
     Event,
     History,
-    Limits,
     Member,
     MemberId,
-    Message,
+    Origin,
     RoomId,
     Slab,
-    What,
+    User,
     LOBBY,
     NO_SLOT, //
 };
@@ -39,33 +38,90 @@ use crate::{
     stats::Stats,
 };
 
+/// A room a member is in: the room, and the member's index in the room's list.
+#[derive(Clone, Copy)]
+pub(super) struct Seat {
+    pub(super) room: RoomId,
+    pub(super) pos: u32,
+}
+
+/// A member of a room: who, the index of the room in the member's seats, and whether it is
+/// one of the room's operators.
+#[derive(Clone, Copy)]
+pub(super) struct Place {
+    pub(super) id: MemberId,
+    pub(super) seat: u16,
+    pub(super) op: bool,
+}
+
 /// One member's entry.
 pub(super) struct Entry<M> {
     pub(super) who: Arc<M>,
     pub(super) label: Label,
-    pub(super) room: RoomId,
-    /// Index in its room's member list.
-    pub(super) pos: u32,
+    pub(super) user: User,
+    /// The rooms it is in, in the order it entered them.
+    pub(super) seats: KVec<Seat>,
+    /// Its away message, if it set one.
+    pub(super) away: Option<KVec<u8>>,
+}
+
+impl<M: Member> Entry<M> {
+    /// How events show this member.
+    pub(super) fn origin(&self) -> Origin<'_> {
+        Origin {
+            label: &self.label,
+            user: &self.user,
+            host: self.who.peer(),
+            conn: self.who.conn_id(),
+        }
+    }
+}
+
+/// A room's topic.
+pub(crate) struct Topic {
+    pub(crate) text: KVec<u8>,
+    /// Who set it, and when (seconds since the epoch).
+    pub(crate) setter: Label,
+    pub(crate) time: i64,
+}
+
+/// A room's modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Modes {
+    /// `+t`: only operators set the topic.
+    pub(crate) topic_ops: bool,
+    /// `+n`: only members speak.
+    pub(crate) no_external: bool,
 }
 
 /// A room.
 pub(super) struct Room {
     pub(super) name: RoomName,
-    /// Member ids, in no particular order (removal swaps the last one in).
-    pub(super) members: KVec<MemberId>,
+    /// Its members, in no particular order (removal swaps the last one in).
+    pub(super) members: KVec<Place>,
+    /// Members of each protocol: a message is rendered only for protocols present.
+    pub(super) by_protocol: [u32; Protocol::COUNT],
     pub(super) history: History,
     /// Deliveries of this room's messages.
     pub(super) relayed: u64,
+    pub(super) topic: Option<KBox<Topic>>,
+    pub(super) modes: Modes,
+    /// When it was created (seconds since the epoch).
+    pub(super) created: i64,
 }
 
 impl Room {
-    /// An empty room called `name`, with no history.
-    pub(super) fn new(name: RoomName) -> Self {
+    /// An empty room called `name`, with no history or topic.
+    pub(super) fn new(name: RoomName, modes: Modes, created: i64) -> Self {
         Self {
             name,
             members: KVec::new(),
+            by_protocol: [0; Protocol::COUNT],
             history: History::new(),
             relayed: 0,
+            topic: None,
+            modes,
+            created,
         }
     }
 }
@@ -102,45 +158,85 @@ impl<'e> Rendered<'e> {
     }
 
     /// The frame for `protocol`; `None` if it cannot be allocated (the event is then lost
-    /// for that recipient, and the chat carries on).
+    /// for that recipient, and the chat carries on) or the protocol shows nothing for it.
     fn get(&mut self, protocol: Protocol) -> Option<&Arc<Frame>> {
         let slot = &mut self.frames[protocol as usize];
         if slot.is_none() {
-            *slot = protocol.render(self.event, self.max).ok();
+            *slot = protocol.render(self.event, self.max).ok().flatten();
         }
         slot.as_ref()
     }
 }
 
 impl<M: Member> Inner<M> {
-    /// The member ids of `audience`'s candidates: a room's members, or one member.
-    pub(super) fn candidates<'a>(&'a self, audience: &'a Audience) -> &'a [MemberId] {
-        match audience {
-            Audience::Nobody => &[],
-            Audience::Room { room, .. } => self.rooms.get(*room).map_or(&[], |r| &r.members),
-            Audience::One(m) => core::slice::from_ref(m),
+    /// The member ids of `audience`'s candidates, each once.
+    fn candidates(&self, audience: &Audience) -> KVec<MemberId> {
+        let mut ids = KVec::new();
+        match audience.scope {
+            Scope::Nobody => {}
+            Scope::One(m) => {
+                let _ = ids.push(m, GFP_KERNEL);
+            }
+            Scope::Room(room) => {
+                let places = self.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
+                if ids.reserve(places.len(), GFP_KERNEL).is_ok() {
+                    for p in places {
+                        let _ = ids.push_within_capacity(p.id);
+                    }
+                }
+            }
+            Scope::Neighbours(of) => {
+                let Some(e) = self.members.get(of) else {
+                    return ids;
+                };
+                let total: usize = e
+                    .seats
+                    .iter()
+                    .filter_map(|s| self.rooms.get(s.room))
+                    .map(|r| r.members.len())
+                    .sum();
+                if ids.reserve(total + 1, GFP_KERNEL).is_err() {
+                    return ids;
+                }
+                let _ = ids.push_within_capacity(of);
+                for s in e.seats.iter() {
+                    if let Some(r) = self.rooms.get(s.room) {
+                        for p in r.members.iter() {
+                            let _ = ids.push_within_capacity(p.id);
+                        }
+                    }
+                }
+                if e.seats.len() > 1 {
+                    ids.sort_unstable();
+                    let mut kept = 0;
+                    for i in 0..ids.len() {
+                        if i == 0 || ids[i] != ids[kept - 1] {
+                            ids[kept] = ids[i];
+                            kept += 1;
+                        }
+                    }
+                    ids.truncate(kept);
+                }
+            }
         }
+        ids
     }
 
     /// Renders `event` and queues it to the members `audience` admits.
     pub(super) fn send(&self, audience: Audience, event: &Event<'_>) {
         let mut rendered = Rendered::new(event, self.max_text);
-        for &id in self.candidates(&audience) {
+        for id in self.candidates(&audience) {
             let Some(e) = self.members.get(id) else {
                 continue;
             };
-            if !audience.admits(id, e.room, e.who.is_closing()) {
+            let protocol = e.who.protocol();
+            if !audience.admits(id, e.who.is_closing(), protocol.tracks_state()) {
                 continue;
             }
-            if let Some(frame) = rendered.get(e.who.protocol()) {
+            if let Some(frame) = rendered.get(protocol) {
                 M::deliver(&e.who, core::iter::once(frame));
             }
         }
-    }
-
-    /// Sends a notice about `id` (a member of `room`) to the others in that room.
-    pub(super) fn notice(&self, limits: &Limits, id: MemberId, room: RoomId, event: &Event<'_>) {
-        self.send(audience(What::Notice, id, room, limits.notices), event);
     }
 
     /// The member id of `who`, if it is in the core.
@@ -149,29 +245,160 @@ impl<M: Member> Inner<M> {
         (id != NO_SLOT).then_some(id)
     }
 
-    /// Takes member `id` out of its room (the room is removed if it empties, `#lobby`
-    /// aside); returns the room it was in.
-    pub(super) fn leave_room(&mut self, id: MemberId, stats: &Stats) -> RoomId {
-        let Some(e) = self.members.get(id) else {
-            return LOBBY;
+    /// Member `id` of `who`, with its entry, if `who` is in the core.
+    pub(super) fn entry_of(&self, who: &M) -> Option<(MemberId, &Entry<M>)> {
+        let id = self.id_of(who)?;
+        Some((id, self.members.get(id)?))
+    }
+
+    /// The member a name designates: its label (ignoring case), or `kchat-ID` for a member
+    /// known by its address.
+    pub(super) fn find(&self, name: &[u8]) -> Option<MemberId> {
+        if let Some(&id) = self.labels.get(&Key::of(name)) {
+            return Some(id);
+        }
+        let conn = Label::alias_conn(name)?;
+        self.members
+            .iter()
+            .find(|(_, e)| e.who.conn_id() == conn && !e.label.is_nick())
+            .map(|(id, _)| id)
+    }
+
+    /// The room called `name` (ignoring case).
+    pub(super) fn room_named(&self, name: &[u8]) -> Option<RoomId> {
+        self.room_names.get(&Key::of(name)).copied()
+    }
+
+    /// Member `id`'s index in its seats for `room`, if it is in it.
+    pub(super) fn seat(&self, id: MemberId, room: RoomId) -> Option<usize> {
+        self.members
+            .get(id)?
+            .seats
+            .iter()
+            .position(|s| s.room == room)
+    }
+
+    /// Whether member `id` is an operator of `room` (false if not in it).
+    pub(super) fn is_op(&self, id: MemberId, room: RoomId) -> bool {
+        let Some(i) = self.seat(id, room) else {
+            return false;
         };
-        let (room_id, pos) = (e.room, e.pos as usize);
+        let (Some(e), Some(r)) = (self.members.get(id), self.rooms.get(room)) else {
+            return false;
+        };
+        r.members.get(e.seats[i].pos as usize).is_some_and(|p| p.op)
+    }
+
+    /// Sets or clears member `id`'s operator flag in `room`; false if it is not in it.
+    pub(super) fn set_op(&mut self, id: MemberId, room: RoomId, op: bool) -> bool {
+        let Some(i) = self.seat(id, room) else {
+            return false;
+        };
+        let Some(pos) = self.members.get(id).map(|e| e.seats[i].pos as usize) else {
+            return false;
+        };
+        match self
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.members.get_mut(pos))
+        {
+            Some(p) => {
+                p.op = op;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reserves what [`Inner::enter_room`] needs for member `id` to enter `room`.
+    pub(super) fn reserve_seat(&mut self, id: MemberId, room: RoomId) -> Result {
+        self.rooms
+            .get_mut(room)
+            .ok_or(ENOENT)?
+            .members
+            .reserve(1, GFP_KERNEL)?;
+        self.members
+            .get_mut(id)
+            .ok_or(ENOENT)?
+            .seats
+            .reserve(1, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Puts member `id` into `room`, for which [`Inner::reserve_seat`] succeeded.
+    pub(super) fn enter_room(&mut self, id: MemberId, room_id: RoomId, op: bool) {
+        let Some(e) = self.members.get_mut(id) else {
+            return;
+        };
+        let protocol = e.who.protocol();
+        let seat = e.seats.len();
         let Some(room) = self.rooms.get_mut(room_id) else {
-            return room_id;
+            return;
         };
-        // The last member takes the leaver's place.
+        let pos = room.members.len() as u32;
+        // Capacity was reserved by the caller; seats are fewer than CHANLIMIT.
+        let place = Place {
+            id,
+            seat: seat as u16,
+            op,
+        };
+        if room.members.push_within_capacity(place).is_err() {
+            return;
+        }
+        room.by_protocol[protocol as usize] += 1;
+        if let Some(e) = self.members.get_mut(id) {
+            let _ = e.seats.push_within_capacity(Seat { room: room_id, pos });
+        }
+    }
+
+    /// Takes member `id` out of `room` (the room is removed if it empties, `#lobby` aside);
+    /// false if it was not in it.
+    pub(super) fn leave_room(&mut self, id: MemberId, room_id: RoomId, stats: &Stats) -> bool {
+        let Some(i) = self.seat(id, room_id) else {
+            return false;
+        };
+        let Some(e) = self.members.get_mut(id) else {
+            return false;
+        };
+        let protocol = e.who.protocol();
+        let pos = e.seats[i].pos as usize;
+        // The member's last seat takes this one's index: fix its room's back-reference.
+        let last = e.seats.len() - 1;
+        e.seats.swap(i, last);
+        e.seats.pop();
+        let moved_seat = e.seats.get(i).copied();
+        if let Some(s) = moved_seat {
+            if let Some(p) = self
+                .rooms
+                .get_mut(s.room)
+                .and_then(|r| r.members.get_mut(s.pos as usize))
+            {
+                p.seat = i as u16;
+            }
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return true;
+        };
+        // The room's last member takes the leaver's place: fix that member's seat.
         let last = room.members.len() - 1;
         room.members.swap(pos, last);
         room.members.pop();
+        room.by_protocol[protocol as usize] -= 1;
         let moved = room.members.get(pos).copied();
         let empty = room.members.is_empty();
-        if let Some(m) = moved.and_then(|m| self.members.get_mut(m)) {
-            m.pos = pos as u32;
+        if let Some(p) = moved {
+            if let Some(s) = self
+                .members
+                .get_mut(p.id)
+                .and_then(|m| m.seats.get_mut(usize::from(p.seat)))
+            {
+                s.pos = pos as u32;
+            }
         }
         if empty && room_id != LOBBY {
             self.remove_room(room_id, stats);
         }
-        room_id
+        true
     }
 
     /// Removes room `room_id`, with its history, from the tables.
@@ -179,26 +406,6 @@ impl<M: Member> Inner<M> {
         if let Some(room) = self.rooms.remove(room_id) {
             self.room_names.remove(&room.name.key());
             stats.rooms_now.fetch_sub(1, Relaxed);
-        }
-    }
-
-    /// Member `id` of `who`, with its entry, if `who` is in the core.
-    pub(super) fn entry_of(&self, who: &M) -> Option<(MemberId, &Entry<M>)> {
-        let id = self.id_of(who)?;
-        Some((id, self.members.get(id)?))
-    }
-
-    /// Puts member `id` into `room`, whose member list has room for it.
-    pub(super) fn enter_room(&mut self, id: MemberId, room_id: RoomId) {
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return;
-        };
-        let pos = room.members.len() as u32;
-        // Capacity was reserved by the caller.
-        let _ = room.members.push_within_capacity(id);
-        if let Some(e) = self.members.get_mut(id) {
-            e.room = room_id;
-            e.pos = pos;
         }
     }
 
@@ -214,8 +421,12 @@ impl<M: Member> Inner<M> {
             room: &room.name,
             count: room.history.len(),
         };
-        self.send(Audience::One(id), &header);
-        let (n, _) = M::deliver(&e.who, room.history.iter().map(Message::frame));
+        self.send(super::audience(super::What::Reply, id, false), &header);
+        let protocol = e.who.protocol();
+        let (n, _) = M::deliver(
+            &e.who,
+            room.history.iter().filter_map(|m| m.frame(protocol)),
+        );
         stats.history_replayed.add(n, Relaxed);
     }
 }

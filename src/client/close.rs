@@ -27,6 +27,12 @@ pub(crate) enum CloseReason {
     NoMemory,
     /// The module is being unloaded.
     ServerShutdown,
+    /// An IRC client sent `QUIT`.
+    Quit,
+    /// An IRC client did not answer a `PING`.
+    PingTimeout,
+    /// An IRC client did not register in time.
+    RegistrationTimeout,
 }
 
 impl CloseReason {
@@ -41,6 +47,9 @@ impl CloseReason {
             Self::SlowConsumer(n) => (6, u64::from(n)),
             Self::NoMemory => (7, 0),
             Self::ServerShutdown => (8, 0),
+            Self::Quit => (9, 0),
+            Self::PingTimeout => (10, 0),
+            Self::RegistrationTimeout => (11, 0),
         };
         code | detail << 8
     }
@@ -59,6 +68,9 @@ impl CloseReason {
             6 => Self::SlowConsumer(small),
             7 => Self::NoMemory,
             8 => Self::ServerShutdown,
+            9 => Self::Quit,
+            10 => Self::PingTimeout,
+            11 => Self::RegistrationTimeout,
             _ => return None,
         })
     }
@@ -84,6 +96,9 @@ impl fmt::Display for DisplayReason {
             CloseReason::SlowConsumer(n) => f.write_fmt(fmt!("slow consumer ({n} bytes queued)")),
             CloseReason::NoMemory => f.write_str("out of memory"),
             CloseReason::ServerShutdown => f.write_str("server shutting down"),
+            CloseReason::Quit => f.write_str("quit"),
+            CloseReason::PingTimeout => f.write_str("ping timeout"),
+            CloseReason::RegistrationTimeout => f.write_str("registration timed out"),
         }
     }
 }
@@ -103,6 +118,9 @@ mod tests {
             CloseReason::SlowConsumer(262_144),
             CloseReason::NoMemory,
             CloseReason::ServerShutdown,
+            CloseReason::Quit,
+            CloseReason::PingTimeout,
+            CloseReason::RegistrationTimeout,
         ];
         for r in reasons {
             let word = r.pack();

@@ -16,11 +16,14 @@ use kernel::{
 
 use super::{
     Client,
-    CloseReason, //
+    CloseReason,
+    Reader,
+    RxState, //
 };
 use crate::{
     chat::RelayBatch,
     frame::FrameError,
+    irc,
     native,
     server::Server,
     shard::Owner, //
@@ -72,8 +75,12 @@ impl Client {
             let room = usize::try_from(allowance.saturating_mul(MIN_MESSAGE as u64))
                 .unwrap_or(usize::MAX)
                 .min(buf.len());
+            let mid = match &rx.reader {
+                Reader::Native(r) => r.mid_frame(),
+                Reader::Irc(s) => s.mid_line(),
+            };
             let n = match this.sock.recv(&mut buf[..room]) {
-                Ok(0) if rx.reader.mid_frame() => return Err(CloseReason::EofMidFrame),
+                Ok(0) if mid => return Err(CloseReason::EofMidFrame),
                 Ok(0) => return Err(CloseReason::Eof),
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => return Ok(false),
@@ -82,16 +89,27 @@ impl Client {
             budget = budget.saturating_sub(n);
             this.bytes_in.add(n as u64, Relaxed);
             server.core.stats.recvs.add(1, Relaxed);
-            let mut input = &buf[..n];
-            while !input.is_empty() {
-                let (used, payload) = rx.reader.feed(input).map_err(|e| match e {
-                    FrameError::TooLong(len) => CloseReason::TooLong(len),
-                    FrameError::NoMemory => CloseReason::NoMemory,
-                })?;
-                input = &input[used..];
-                if let Some(payload) = payload {
-                    rx.bucket.charge(rate, server.now_ns());
-                    native::handle(this, payload, batch)?;
+            let input = &buf[..n];
+            let RxState { reader, bucket } = &mut *rx;
+            match reader {
+                Reader::Native(r) => {
+                    let mut input = input;
+                    while !input.is_empty() {
+                        let (used, payload) = r.feed(input).map_err(|e| match e {
+                            FrameError::TooLong(len) => CloseReason::TooLong(len),
+                            FrameError::NoMemory => CloseReason::NoMemory,
+                        })?;
+                        input = &input[used..];
+                        if let Some(payload) = payload {
+                            bucket.charge(rate, server.now_ns());
+                            native::handle(this, payload, batch)?;
+                        }
+                    }
+                }
+                Reader::Irc(session) => {
+                    let now = server.now_ns();
+                    irc::heard(this, now);
+                    session.feed(this, input, batch, &mut || bucket.charge(rate, now))?;
                 }
             }
         }

@@ -142,21 +142,21 @@ impl Client {
         Ok(false)
     }
 
-    /// Tries once, without waiting, to send a final notice after what is already queued;
-    /// then drops everything queued.
-    pub(super) fn last_word(&self, owner: &mut Owner, args: kernel::fmt::Arguments<'_>) {
+    /// Tries once, without waiting, to send what is queued and then `last` (a final notice),
+    /// if any; then drops everything queued.
+    pub(super) fn last_word(&self, owner: &mut Owner, last: Option<Frame>) {
         let out = self.out.access_mut(owner);
-        if let Ok(frame) = Frame::text(args).and_then(|f| Ok(Arc::new(f, GFP_KERNEL)?)) {
-            let mut tx = self.tx.lock();
-            if tx.push(frame).is_ok() {
-                // What is being sent goes first, then what waits, then the notice. One try,
-                // with the few buffers a small table holds: whatever does not fit now is not
-                // waited for.
-                let mut iov = IoVecs::small();
-                if self.flush(&mut iov, out, TX_BUDGET) == Ok(false) && out.is_empty() {
-                    let _ = self.flush(&mut iov, &mut tx, TX_BUDGET);
-                }
+        let mut tx = self.tx.lock();
+        if let Some(frame) = last.and_then(|f| Arc::new(f, GFP_KERNEL).ok()) {
+            if tx.push(frame).is_err() {
+                return;
             }
+        }
+        // What is being sent goes first, then what waits, then the notice. One try, with the
+        // few buffers a small table holds: whatever does not fit now is not waited for.
+        let mut iov = IoVecs::small();
+        if self.flush(&mut iov, out, TX_BUDGET) == Ok(false) && out.is_empty() {
+            let _ = self.flush(&mut iov, &mut tx, TX_BUDGET);
         }
     }
 
