@@ -477,7 +477,7 @@ fn history_limits() -> CaseResult {
     drop((a, b));
     module::unload().ctx("rmmod")?;
 
-    start("history=1000 notices=0 max_msg_len=4096")?;
+    start("history=1000 notices=0 max_msg_len=4096 irc_port=0")?;
     let mut a = connect()?;
     wait_clients(1, STEP)?;
     let la = label(&a);
@@ -877,7 +877,7 @@ fn frame_bytes(label: &str, texts: &[&str]) -> u64 {
 /// - `rooms_now`, `private_messages` and `history_replayed` count exactly;
 /// - once `#dev` empties, it leaves the file and `rooms_now`.
 fn debugfs_and_stats() -> CaseResult {
-    start("notices=0 history=5")?;
+    start("notices=0 history=5 irc_port=0")?;
     let (mut c, l) = clients(4)?;
     ask(&mut c[0], "/join #dev", &roster("#dev", &[&l[0]]))?;
     ask(&mut c[1], "/join #dev", &roster("#dev", &[&l[0], &l[1]]))?;
