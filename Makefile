@@ -21,8 +21,9 @@ clean:
 setup:
 	bash $(SCRIPTS)/setup.sh
 
-# Boots the debug test kernel with kchat loaded and its port forwarded to
-# 127.0.0.1:10106; quit the guest with `poweroff` (or Ctrl-a x).
+# Boots the debug test kernel with kchat loaded and its ports forwarded to
+# 127.0.0.1:10106 (native) and 127.0.0.1:6667 (IRC); quit the guest with
+# `poweroff` (or Ctrl-a x).
 run:
 	bash $(SCRIPTS)/vm.sh run debug
 

@@ -6,6 +6,8 @@
 //! kchat-vm run    --kernel BZIMAGE --module KO --bin-dir DIR --out DIR
 //! kchat-vm bench  ...same, runs the benchmark
 //! kchat-vm publish --bin-dir DIR --out DIR   (the last bench's tables again, from DIR's raw.json)
+//! kchat-vm irc-clients --bin-dir DIR --out DIR [--chat-port P] [--irc-port P]
+//!                  (the IRC clients' host step against a running kchat, e.g. `make run`'s)
 //! ```
 //!
 //! `test` runs the guest suite (`kchat-vmtest`) in one boot, streams its output, then scans the
@@ -13,6 +15,7 @@
 
 mod bench;
 mod initramfs;
+mod irc_clients;
 mod logcheck;
 mod qemu;
 
@@ -42,6 +45,9 @@ struct Options {
     guest_args: Vec<String>,
     /// Output of `cargo test` on the host, whose results join the summary.
     host_test_log: Option<PathBuf>,
+    /// `irc-clients`: the host ports of a running kchat's native and IRC listeners.
+    chat_port: u16,
+    irc_port: u16,
 }
 
 /// The guest time limit of `test` and `stress` without `--timeout`.
@@ -50,7 +56,8 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(1800);
 fn usage() -> ! {
     eprintln!(
         "usage: kchat-vm test|stress|run --kernel BZIMAGE --module KO --bin-dir DIR --out DIR \
-         [--timeout SECONDS] [--cpus N] [--memory MIB] [--host-test-log FILE] [-- GUEST-ARGS]"
+         [--timeout SECONDS] [--cpus N] [--memory MIB] [--host-test-log FILE] [-- GUEST-ARGS]\n       \
+         kchat-vm irc-clients --bin-dir DIR --out DIR [--chat-port 10106] [--irc-port 6667]"
     );
     exit(2)
 }
@@ -69,6 +76,8 @@ fn parse_args() -> Options {
         memory_mib: 2048,
         guest_args: Vec::new(),
         host_test_log: None,
+        chat_port: GUEST_CHAT_PORT,
+        irc_port: GUEST_IRC_PORT,
     };
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -85,13 +94,16 @@ fn parse_args() -> Options {
             "--cpus" => o.cpus = val().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = val().parse().unwrap_or_else(|_| usage()),
             "--host-test-log" => o.host_test_log = Some(val().into()),
+            "--chat-port" => o.chat_port = val().parse().unwrap_or_else(|_| usage()),
+            "--irc-port" => o.irc_port = val().parse().unwrap_or_else(|_| usage()),
             "--" => {
                 o.guest_args.extend(args.by_ref());
             }
             _ => usage(),
         }
     }
-    if o.mode != "publish" && (o.kernel.as_os_str().is_empty() || o.module.as_os_str().is_empty()) {
+    let needs_guest = !matches!(o.mode.as_str(), "publish" | "irc-clients");
+    if needs_guest && (o.kernel.as_os_str().is_empty() || o.module.as_os_str().is_empty()) {
         usage();
     }
     o
@@ -108,6 +120,7 @@ fn main() {
         "run" => run_interactive(&o),
         "bench" => bench::run(&o),
         "publish" => bench::republish(&o),
+        "irc-clients" => run_irc_clients(&o),
         _ => usage(),
     };
     exit(code);
@@ -144,14 +157,32 @@ fn build_image_with(o: &Options, run_script: String, extra: Vec<PathBuf>) -> Pat
     cpio
 }
 
-/// `make run`: a console on the terminal, kchat loaded, port 10106 forwarded.
+/// kchat's ports in the guest: the native protocol (`port`) and IRC (`irc_port`), defaults.
+const GUEST_CHAT_PORT: u16 = 10106;
+const GUEST_IRC_PORT: u16 = 6667;
+
+/// `make run`: a console on the terminal, kchat loaded, ports 10106 and 6667 forwarded to the
+/// same ports on the host's 127.0.0.1 (the IRC one unless the host's 6667 is taken).
 fn run_interactive(o: &Options) -> i32 {
     let params = std::env::var("KCHAT_PARAMS").unwrap_or_default();
+    let mut forwards = vec![(GUEST_CHAT_PORT, GUEST_CHAT_PORT)];
+    // A host port already in use would keep QEMU from starting at all.
+    let irc_free = std::net::TcpListener::bind(("127.0.0.1", GUEST_IRC_PORT)).is_ok();
+    let irc_where = if irc_free {
+        forwards.push((GUEST_IRC_PORT, GUEST_IRC_PORT));
+        "IRC at 127.0.0.1:6667 (irssi -c 127.0.0.1 -p 6667 -n alice)".to_string()
+    } else {
+        eprintln!(
+            "kchat-vm: 127.0.0.1:6667 is in use on the host: the guest's IRC port is not forwarded"
+        );
+        "IRC not forwarded (the host's 6667 was taken)".to_string()
+    };
     let script = format!(
         r#"insmod /lib/modules/kchat.ko {params} || echo "insmod failed"
 cat <<'EOF'
 
-  kchat is loaded in this guest; the host reaches it at 127.0.0.1:10106.
+  kchat is loaded in this guest; the host reaches it at 127.0.0.1:10106,
+  {irc_where}.
   Kernel log: dmesg | grep kchat      Stats: cat /sys/kernel/debug/kchat/stats
   Quit: exit or poweroff (or Ctrl-a x)
 
@@ -167,10 +198,15 @@ setsid cttyhack sh -l
         memory_mib: o.memory_mib,
         append: String::new(),
         serial: Serial::Interactive,
-        forwards: vec![(10106, 10106)],
+        forwards,
     };
     eprintln!(
-        "kchat-vm: booting (TCG; about 20 s); the guest's port 10106 is 127.0.0.1:10106 here"
+        "kchat-vm: booting (TCG; about 20 s); the guest's port 10106 is 127.0.0.1:10106 here{}",
+        if irc_free {
+            ", its IRC port 6667 is 127.0.0.1:6667"
+        } else {
+            ""
+        }
     );
     match guest.command().status() {
         Ok(s) if s.success() => 0,
@@ -207,6 +243,15 @@ impl RunFiles {
     }
 }
 
+/// Host ports forwarded to the guest's kchat ports (0: none).
+#[derive(Clone, Copy)]
+struct HostPorts {
+    /// To the guest's 10106 (native protocol).
+    chat: u16,
+    /// To the guest's 6667 (IRC).
+    irc: u16,
+}
+
 /// Boots `initrd` with its serial ports in `files` and, unless `host_port` is 0, that host
 /// port forwarded to the guest's 10106; follows the guest's output, running the host steps it
 /// asks for and showing `watch` the new lines, until QEMU exits, `timeout` passes or `watch`
@@ -220,6 +265,30 @@ fn boot(
     timeout: Duration,
     watch: Watch<'_>,
 ) -> Option<(Option<ExitStatus>, Vec<String>, HostSteps)> {
+    let ports = HostPorts {
+        chat: host_port,
+        irc: 0,
+    };
+    boot_with(o, initrd, files, ports, what, timeout, watch)
+}
+
+/// [`boot`] with a forward of each nonzero port of `ports`.
+fn boot_with(
+    o: &Options,
+    initrd: &Path,
+    files: &RunFiles,
+    ports: HostPorts,
+    what: &str,
+    timeout: Duration,
+    watch: Watch<'_>,
+) -> Option<(Option<ExitStatus>, Vec<String>, HostSteps)> {
+    let mut forwards = Vec::new();
+    if ports.chat != 0 {
+        forwards.push((ports.chat, GUEST_CHAT_PORT));
+    }
+    if ports.irc != 0 {
+        forwards.push((ports.irc, GUEST_IRC_PORT));
+    }
     let guest = Guest {
         kernel: &o.kernel,
         initrd,
@@ -231,11 +300,7 @@ fn boot(
             output: files.output.clone(),
             kmsg: files.kmsg.clone(),
         },
-        forwards: if host_port != 0 {
-            vec![(host_port, 10106)]
-        } else {
-            vec![]
-        },
+        forwards,
     };
     eprintln!(
         "kchat-vm: booting the {what}; output in {}",
@@ -250,7 +315,9 @@ fn boot(
     };
     let steps = HostSteps {
         kchat: o.bin_dir.join("kchat"),
-        port: host_port,
+        port: ports.chat,
+        irc_port: ports.irc,
+        work: o.out.clone(),
         running: Vec::new(),
     };
     Some(follow(child, &files.output, timeout, steps, watch))
@@ -288,12 +355,19 @@ wait $kp
 "#
     );
     let initrd = build_image(o, script);
-    let host_port = qemu::free_port().unwrap_or(0);
+    // Two distinct free ports: both are bound while the second is picked.
+    let ports = match (qemu::free_listener(), qemu::free_listener()) {
+        (Ok(a), Ok(b)) => HostPorts {
+            chat: a.local_addr().map(|a| a.port()).unwrap_or(0),
+            irc: b.local_addr().map(|a| a.port()).unwrap_or(0),
+        },
+        _ => HostPorts { chat: 0, irc: 0 },
+    };
     let started = Instant::now();
     let timeout = o.timeout.unwrap_or(SUITE_TIMEOUT);
     let what = format!("{suite} guest");
     let Some((status, guest_lines, steps)) =
-        boot(o, &initrd, &files, host_port, &what, timeout, &mut |_| true)
+        boot_with(o, &initrd, &files, ports, &what, timeout, &mut |_| true)
     else {
         return 1;
     };
@@ -356,14 +430,15 @@ wait $kp
 }
 
 fn outcome(ok: bool, rest: &str) -> Outcome {
-    // "N name" or "N name # detail"
+    // "N name" or "N name # detail"; "ok N name # SKIP reason" did not run (TAP's form).
     let rest = rest.split_once(' ').map_or(rest, |(_, r)| r);
     let (name, detail) = rest.split_once(" # ").unwrap_or((rest, ""));
+    let skip = detail.strip_prefix("SKIP ").filter(|_| ok);
     Outcome {
         ok,
-        skipped: false,
+        skipped: skip.is_some(),
         name: format!("guest: {name}"),
-        detail: detail.to_string(),
+        detail: skip.unwrap_or(detail).to_string(),
     }
 }
 
@@ -501,21 +576,32 @@ struct HostSteps {
     kchat: PathBuf,
     /// Host port forwarded to the guest's 10106.
     port: u16,
-    running: Vec<thread::JoinHandle<Outcome>>,
+    /// Host port forwarded to the guest's IRC port 6667 (0: none).
+    irc_port: u16,
+    /// The run's output directory: steps keep their logs under it.
+    work: PathBuf,
+    running: Vec<thread::JoinHandle<Vec<Outcome>>>,
 }
 
 impl HostSteps {
     fn start(&mut self, name: &str) {
-        let (kchat, port) = (self.kchat.clone(), self.port);
+        let (kchat, port, irc_port) = (self.kchat.clone(), self.port, self.irc_port);
+        let work = self.work.join("irc-clients");
         let handle = match name {
-            "chat" => thread::spawn(move || host_chat(&kchat, port)),
+            "chat" => thread::spawn(move || vec![host_chat(&kchat, port)]),
+            "irc-clients" => thread::spawn(move || {
+                // The guest's observer, a native client without a nick, is in #lobby.
+                host_irc_clients(&kchat, port, irc_port, work, true)
+            }),
             other => {
                 let other = other.to_string();
-                thread::spawn(move || Outcome {
-                    ok: false,
-                    skipped: false,
-                    name: format!("host step {other}"),
-                    detail: "unknown step".into(),
+                thread::spawn(move || {
+                    vec![Outcome {
+                        ok: false,
+                        skipped: false,
+                        name: format!("host step {other}"),
+                        detail: "unknown step".into(),
+                    }]
                 })
             }
         };
@@ -525,16 +611,83 @@ impl HostSteps {
     fn finish(self) -> Vec<Outcome> {
         self.running
             .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| Outcome {
-                    ok: false,
-                    skipped: false,
-                    name: "host step".into(),
-                    detail: "panicked".into(),
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Outcome {
+                        ok: false,
+                        skipped: false,
+                        name: "host step".into(),
+                        detail: "panicked".into(),
+                    }]
                 })
             })
             .collect()
     }
+}
+
+/// The `irc-clients` step (see irc_clients.rs): ii, irssi and WeeChat on the host chat with
+/// the native `kchat` client through the forwarded ports, within 100 s.
+fn host_irc_clients(
+    kchat: &Path,
+    port: u16,
+    irc_port: u16,
+    work: PathBuf,
+    expect_kchat_id: bool,
+) -> Vec<Outcome> {
+    let fail = |detail: String| {
+        vec![Outcome {
+            ok: false,
+            skipped: false,
+            name: "host: IRC clients chat with the native kchat client".into(),
+            detail,
+        }]
+    };
+    if port == 0 || irc_port == 0 {
+        return fail("no host port is forwarded to the guest's 10106 and 6667".into());
+    }
+    if let Err(e) = fs::create_dir_all(&work) {
+        return fail(format!("cannot create {}: {e}", work.display()));
+    }
+    let native = match irc_clients::KchatClient::spawn(
+        kchat,
+        &format!("127.0.0.1:{port}"),
+        &work.with_extension("native-stderr.log"),
+    ) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    irc_clients::run(irc_clients::Setup {
+        native: Box::new(native),
+        irc_port,
+        work,
+        expect_kchat_id,
+        budget: Duration::from_secs(100),
+    })
+}
+
+/// `kchat-vm irc-clients`: the step against a kchat already running (`make run` forwards
+/// 10106 and 6667), prints the outcomes.
+fn run_irc_clients(o: &Options) -> i32 {
+    let outcomes = host_irc_clients(
+        &o.bin_dir.join("kchat"),
+        o.chat_port,
+        o.irc_port,
+        o.out.join("irc-clients"),
+        false,
+    );
+    let mut failed = 0;
+    for r in &outcomes {
+        let mark = match (r.skipped, r.ok) {
+            (true, _) => "skip",
+            (false, true) => "ok  ",
+            (false, false) => {
+                failed += 1;
+                "FAIL"
+            }
+        };
+        println!("{mark} {} ({})", r.name, r.detail);
+    }
+    i32::from(failed != 0)
 }
 
 /// The `chat` step: the `kchat` client, scripted, on the host, through the forwarded port.
@@ -670,4 +823,19 @@ fn follow(
         lines.push(partial);
     }
     (status, lines, steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_result_lines() {
+        let ok = outcome(true, "3 name # 1.2 s");
+        assert!(ok.ok && !ok.skipped && ok.name == "guest: name" && ok.detail == "1.2 s");
+        let skip = outcome(true, "4 IRC clients # SKIP no client");
+        assert!(skip.ok && skip.skipped && skip.detail == "no client");
+        let fail = outcome(false, "5 name # SKIP is no skip here");
+        assert!(!fail.ok && !fail.skipped);
+    }
 }

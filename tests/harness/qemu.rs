@@ -75,8 +75,9 @@ impl Guest<'_> {
     }
 }
 
-/// A free TCP port on the host's loopback, for a forward that must not collide with a
-/// `make run` guest or another test run.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A listener on a free TCP port of the host's loopback, for a forward that must not collide
+/// with a `make run` guest or another test run: while it is held, no other `free_listener`
+/// gets the same port.
+pub fn free_listener() -> std::io::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0")
 }

@@ -17,12 +17,14 @@ need_root_for_apt() {
 }
 
 # Packages from bookworm itself. The IRC servers (ngircd 26.1, InspIRCd 3.15) are
-# benchmark peers and the IRC clients (irssi, WeeChat, ii) test kchat's IRC front end;
-# RUNLEVEL=1 below keeps the servers' own daemons from starting, as for redis-server.
+# benchmark peers and the IRC clients (irssi 1.4.3, WeeChat 3.8, ii 1.8, sic 1.1) test
+# kchat's IRC front end (the irc-clients host step; weechat-plugins has the fifo and
+# trigger plugins that script headless WeeChat); RUNLEVEL=1 below keeps the servers' own
+# daemons from starting, as for redis-server.
 HOST_PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod
 	busybox-static xz-utils "libclang-$LLVM_VERSION-dev" "clang-$LLVM_VERSION"
 	"lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" tmux redis-server python3
-	ngircd inspircd irssi weechat-headless ii)
+	ngircd inspircd irssi weechat-headless weechat-plugins ii sic)
 
 missing_pkgs() {
 	local p

@@ -3,7 +3,7 @@
 # Build what a mode needs, then boot it: `vm.sh MODE FLAVOUR`.
 #
 #   test   the test suite in one boot of the debug kernel (make test)
-#   run    an interactive guest with kchat loaded, port 10106 forwarded (make run)
+#   run    an interactive guest with kchat loaded, ports 10106 and 6667 forwarded (make run)
 #   bench  the benchmark on the production-like kernel (make bench)
 #   stress the hostile-client suite on the KASAN kernel (make stress)
 #   clippy the module linted with CLIPPY=1 W=e against the flavour's tree
