@@ -1,14 +1,20 @@
 //! `make bench`: kchat, the reference servers and Redis, side by side in one guest of the
 //! production-like kernel, then a table, a chart and the raw figures.
 //!
-//! The guest runs every scenario against every server, one server at a time, with the same
-//! semantics: notices off, no per-client rate limit, no history replay. `kchat-bench` writes
-//! one JSON record per run, which the guest prints (`KCHAT-BENCH-JSON ...`) as soon as the run
-//! is over. The host collects them as they come and rewrites its outputs after each one
-//! (`target/vm/bench/raw.json`, `target/bench/latest.{json,md,svg}`), so a guest that times
-//! out, dies or is interrupted (Ctrl-C, SIGTERM) still leaves a report of what ran, marked
-//! incomplete. The guest's time limit is sized from the work asked (scenarios x servers x
-//! rounds) unless `--timeout` or `KCHAT_BENCH_TIMEOUT` (seconds) sets it.
+//! The guest runs every scenario against every server of its protocol family, one server at
+//! a time, with the same semantics: notices off, no per-client rate limit, no history replay.
+//! The native scenarios go to kchat's own port, the reference servers and Redis; the IRC
+//! scenarios (`irc-*`) to kchat's IRC port (`kchat-irc`) and to Debian's ngircd and InspIRCd,
+//! copied from the host into the guest with their libraries and configured by
+//! `tests/config/irc/` (a server whose package the host lacks is recorded as not run, with the
+//! reason). A server that does not come up still has its runs made, and recorded as failed.
+//! `kchat-bench` writes one JSON record per run, which the guest prints (`KCHAT-BENCH-JSON
+//! ...`) as soon as the run is over. The host collects them as they come and rewrites its
+//! outputs after each one (`target/vm/bench/raw.json`, `target/bench/latest.{json,md,svg}`
+//! and `latest-irc.svg`), so a guest that times out, dies or is interrupted (Ctrl-C, SIGTERM)
+//! still leaves a report of what ran, marked incomplete. The guest's time limit is sized from
+//! the work asked (scenarios x servers x rounds) unless `--timeout` or `KCHAT_BENCH_TIMEOUT`
+//! (seconds) sets it.
 
 use std::{
     fmt::Write as _,
@@ -21,12 +27,15 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::{boot, build_image_with, check_logs, Options, RunFiles};
+use super::{boot, check_logs, guest_binaries, initramfs, Options, RunFiles};
 
-/// One scenario: a name and the load generator's arguments (for both protocols).
+/// One scenario: a name and the load generator's arguments (for every protocol of its
+/// family).
 struct Scenario {
     name: &'static str,
     args: &'static str,
+    /// An IRC scenario, for the IRC servers (the others are for the rest).
+    irc: bool,
 }
 
 /// The scenarios, in order. Message counts are sized for a 2-vCPU TCG guest: each run takes
@@ -35,40 +44,139 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "small",
         args: "--clients 10 --senders 10 --payload 1024 --messages 4000",
+        irc: false,
     },
     Scenario {
         name: "fanout-1000",
         args: "--clients 1000 --senders 1000 --payload 64 --messages 6",
+        irc: false,
     },
     Scenario {
         name: "idle-10000",
         args: "--clients 10100 --senders 100 --payload 64 --messages 4",
+        irc: false,
     },
     Scenario {
         name: "slow-consumer",
         args: "--clients 999 --stalled 1 --senders 100 --payload 64 --messages 40",
+        irc: false,
     },
     Scenario {
         name: "slow-consumer-baseline",
         args: "--clients 999 --senders 100 --payload 64 --messages 40",
+        irc: false,
     },
     // 100 rooms of 10, everyone sending: each message reaches the 9 others of its room (for
     // Redis, the 10 subscribers of its channel), 1.35 M deliveries in all.
     Scenario {
         name: "rooms",
         args: "--clients 1000 --senders 1000 --rooms 100 --payload 64 --messages 150",
+        irc: false,
+    },
+    // IRC: `small` and `fanout-1000` again, against kchat's IRC port and the IRC servers. An
+    // IRC payload is a line of text of at most 400 bytes (not 1 KiB). ngircd and InspIRCd
+    // set no TCP_NODELAY, so a line that follows another unacknowledged one waits for the
+    // client's delayed ACK (about 40 ms on loopback): `irc-small` sends 1000 messages per
+    // sender, not 4000, to stay within a minute against them.
+    Scenario {
+        name: "irc-small",
+        args: "--clients 10 --senders 10 --payload 400 --messages 1000",
+        irc: true,
+    },
+    Scenario {
+        name: "irc-fanout-1000",
+        args: "--clients 1000 --senders 1000 --payload 64 --messages 6",
+        irc: true,
     },
 ];
 
 /// Servers as the guest runs them: the label `kchat-bench` records, and a shell snippet that
-/// starts it (port 10106, or 6379 for Redis) and one that stops it.
+/// starts it (port 10106, 6379 for Redis, 6667 for IRC) and one that stops it.
 struct Server {
     label: &'static str,
     protocol: &'static str,
     port: u16,
     start: &'static str,
     stop: &'static str,
+    /// `kchat-bench` arguments this server needs besides the scenario's.
+    args: &'static str,
+    /// The Debian package it comes from, copied from the host; `None` for what this
+    /// repository builds, and Redis (always in the image).
+    package: Option<Package>,
 }
+
+impl Server {
+    /// True if this server runs `sc` (IRC scenarios for IRC servers, the others for the rest).
+    fn serves(&self, sc: &Scenario) -> bool {
+        sc.irc == (self.protocol == "irc")
+    }
+
+    /// kchat itself, loaded as a module.
+    fn is_module(&self) -> bool {
+        self.start.starts_with("insmod ")
+    }
+}
+
+/// A server from a Debian package installed on the host: what of it the guest needs.
+struct Package {
+    /// The package.
+    name: &'static str,
+    /// Its binary, installed in the guest's /bin with the libraries it loads.
+    binary: &'static str,
+    /// Modules it loads at run time: a directory and the file-name prefix of those needed,
+    /// installed at the same path, with their libraries.
+    modules: Option<(&'static str, &'static str)>,
+}
+
+impl Package {
+    /// The host's files of the package that the guest needs; `Err` says what is missing.
+    fn host_files(&self) -> Result<(PathBuf, Vec<PathBuf>), String> {
+        let missing = |what: &str| {
+            format!(
+                "{} is not installed on the host (no {what}; tests/scripts/setup.sh installs \
+                 Debian's package)",
+                self.name
+            )
+        };
+        let binary = PathBuf::from(self.binary);
+        if !binary.is_file() {
+            return Err(missing(self.binary));
+        }
+        let mut modules = Vec::new();
+        if let Some((dir, prefix)) = self.modules {
+            let entries = fs::read_dir(dir).map_err(|_| missing(dir))?;
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(prefix) && name.ends_with(".so") {
+                    modules.push(e.path());
+                }
+            }
+            if modules.is_empty() {
+                return Err(missing(&format!("{dir}/{prefix}*.so")));
+            }
+            modules.sort();
+        }
+        Ok((binary, modules))
+    }
+
+    /// The package's version on the host, from dpkg.
+    fn version(&self) -> Option<String> {
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", self.name])
+            .output()
+            .ok()?;
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !v.is_empty()).then_some(v)
+    }
+}
+
+/// The IRC servers' configurations (`tests/config/irc/`) and the script that runs them, and
+/// where they go in the guest.
+const IRC_CONFIG_DIR: &str = "config/irc";
+const IRC_CONFIG_FILES: [&str; 3] = ["ngircd.conf", "inspircd.conf", "inspircd.motd"];
+const IRC_PEER_SCRIPT: &str = "scripts/irc-peer.sh";
+const GUEST_IRC_CONFIG: &str = "/etc/kchat-irc";
 
 const SERVERS: &[Server] = &[
     Server {
@@ -77,6 +185,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 max_clients=20000 trace=0",
         stop: "rmmod kchat",
+        args: "",
+        package: None,
     },
     Server {
         label: "ref-epoll-t1",
@@ -84,6 +194,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "kchat-ref epoll --notices 0 --max-msg-rate 0 --history 0 --max-clients 20000 --threads 1 > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
     },
     Server {
         label: "ref-epoll-t2",
@@ -91,6 +203,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "kchat-ref epoll --notices 0 --max-msg-rate 0 --history 0 --max-clients 20000 --threads 2 > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
     },
     Server {
         label: "ref-uring",
@@ -98,6 +212,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "kchat-ref uring --notices 0 --max-msg-rate 0 --history 0 --max-clients 20000 > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
     },
     Server {
         label: "ref-sendfile-t1",
@@ -105,6 +221,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "kchat-ref sendfile --notices 0 --max-msg-rate 0 --history 0 --max-clients 20000 --threads 1 > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
     },
     Server {
         label: "ref-sendfile-t2",
@@ -112,6 +230,8 @@ const SERVERS: &[Server] = &[
         port: 10106,
         start: "kchat-ref sendfile --notices 0 --max-msg-rate 0 --history 0 --max-clients 20000 --threads 2 > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
     },
     Server {
         label: "redis",
@@ -120,6 +240,48 @@ const SERVERS: &[Server] = &[
         start: "redis-server --port 6379 --save '' --appendonly no --maxclients 20000 \
                 --protected-mode no --daemonize no --loglevel warning > /dev/null &",
         stop: "kill $! ; wait $! 2>/dev/null",
+        args: "",
+        package: None,
+    },
+    // IRC. kchat's IRC port is 6667 unless its irc_port parameter says otherwise. IRC
+    // clients are in flight until welcomed: kchat welcomes at once; ngircd has a listen
+    // backlog of 10 (kchat-bench's IRC default, 8, fits it); InspIRCd welcomes on its
+    // once-a-second tick, so all of a scenario's clients may wait at once.
+    Server {
+        label: "kchat-irc",
+        protocol: "irc",
+        port: 6667,
+        start: "insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 max_clients=20000 trace=0",
+        stop: "rmmod kchat",
+        args: "--connect-batch 256",
+        package: None,
+    },
+    Server {
+        label: "ngircd",
+        protocol: "irc",
+        port: 6667,
+        start: "irc-peer.sh start ngircd 6667",
+        stop: "irc-peer.sh stop ngircd 6667",
+        args: "",
+        package: Some(Package {
+            name: "ngircd",
+            binary: "/usr/sbin/ngircd",
+            modules: None,
+        }),
+    },
+    Server {
+        label: "inspircd",
+        protocol: "irc",
+        port: 6667,
+        start: "irc-peer.sh start inspircd 6667",
+        stop: "irc-peer.sh stop inspircd 6667",
+        args: "--connect-batch 1000",
+        package: Some(Package {
+            name: "inspircd",
+            binary: "/usr/sbin/inspircd",
+            // Only the core modules: the configuration loads no other.
+            modules: Some(("/usr/lib/inspircd/modules", "core_")),
+        }),
     },
 ];
 
@@ -129,6 +291,12 @@ const PROFILED: [&str; 2] = ["kchat", "ref-epoll-t1"];
 /// Guest time for one run (one scenario against one server): the longest take about 18 s
 /// on the machine of `docs/bench/`, and a machine several times slower must fit.
 const PER_RUN: Duration = Duration::from_secs(60);
+/// Guest time for one IRC run. On a 2-core host that was also building (2 December 2026),
+/// `irc-small` took 30-45 s against ngircd and InspIRCd (their replies wait for delayed
+/// ACKs), and `irc-fanout-1000` 135 s against InspIRCd and 295 s against ngircd (84 s of it
+/// registering the 1,000 clients, 8 at a time), the generator reading each line as its own
+/// segment.
+const PER_IRC_RUN: Duration = Duration::from_secs(300);
 /// Guest time per server and round: starting it, waiting for its port, stopping it.
 const PER_SERVER: Duration = Duration::from_secs(15);
 /// Guest time to boot and reach the first run.
@@ -141,7 +309,11 @@ const PER_PROFILE: Duration = Duration::from_secs(300);
 /// What one `make bench` runs: which scenarios against which servers, how many rounds.
 struct Plan {
     scenarios: Vec<&'static Scenario>,
+    /// The servers that run (each the scenarios it serves).
     servers: Vec<&'static Server>,
+    /// Servers asked for that cannot run here (their package is not on the host), and why:
+    /// each of their scenarios is recorded once as not run.
+    missing: Vec<(&'static Server, String)>,
     rounds: u32,
     /// No scenario or server left out: the idle-memory measurement runs too.
     full: bool,
@@ -151,8 +323,9 @@ struct Plan {
 
 impl Plan {
     /// The plan from the environment: `KCHAT_BENCH_SCENARIOS` (names) and
-    /// `KCHAT_BENCH_SERVERS` (label prefixes), comma-separated, empty for all;
-    /// `KCHAT_BENCH_RUNS` rounds [3]; `KCHAT_BENCH_PROFILE`.
+    /// `KCHAT_BENCH_SERVERS` (labels, or label prefixes), comma-separated, empty for all;
+    /// `KCHAT_BENCH_RUNS` rounds [3]; `KCHAT_BENCH_PROFILE`. Servers whose package the host
+    /// lacks are set aside as missing.
     fn from_env() -> Result<Self, String> {
         let only_scenarios = list_env("KCHAT_BENCH_SCENARIOS");
         let only_servers = list_env("KCHAT_BENCH_SERVERS");
@@ -163,13 +336,15 @@ impl Plan {
             |sc| sc.name,
         )
         .map_err(|e| format!("KCHAT_BENCH_SCENARIOS: {e}"))?;
-        let servers = select(
-            SERVERS,
-            &only_servers,
-            |sv, n| sv.label.starts_with(n),
-            |sv| sv.label,
-        )
-        .map_err(|e| format!("KCHAT_BENCH_SERVERS: {e}"))?;
+        let selected = select(SERVERS, &only_servers, server_matches, |sv| sv.label)
+            .map_err(|e| format!("KCHAT_BENCH_SERVERS: {e}"))?;
+        let (mut servers, mut missing) = (Vec::new(), Vec::new());
+        for sv in selected {
+            match sv.package.as_ref().map(Package::host_files) {
+                Some(Err(why)) => missing.push((sv, why)),
+                _ => servers.push(sv),
+            }
+        }
         let rounds = match std::env::var("KCHAT_BENCH_RUNS") {
             Err(_) => 3,
             Ok(v) => v
@@ -178,26 +353,63 @@ impl Plan {
                 .filter(|&n| n > 0)
                 .ok_or_else(|| format!("KCHAT_BENCH_RUNS: not a positive number: {v:?}"))?,
         };
-        Ok(Self {
+        let plan = Self {
             scenarios,
             servers,
+            missing,
             rounds,
             full: only_scenarios.is_empty() && only_servers.is_empty(),
             profile: std::env::var_os("KCHAT_BENCH_PROFILE").is_some(),
-        })
+        };
+        if plan.runs() == 0 {
+            return Err(
+                "KCHAT_BENCH_SCENARIOS, KCHAT_BENCH_SERVERS: no server selected runs a scenario \
+                 selected (the irc-* scenarios are for kchat-irc, ngircd and inspircd, the \
+                 others for the rest)"
+                    .into(),
+            );
+        }
+        Ok(plan)
     }
 
-    /// Runs planned: one record each.
+    /// The scenarios `server` runs.
+    fn scenarios_of(&self, server: &Server) -> Vec<&'static Scenario> {
+        let all = self.scenarios.iter().copied();
+        all.filter(|sc| server.serves(sc)).collect()
+    }
+
+    /// The servers that run at least one scenario.
+    fn busy_servers(&self) -> impl Iterator<Item = &'static Server> + '_ {
+        let servers = self.servers.iter().copied();
+        servers.filter(|sv| !self.scenarios_of(sv).is_empty())
+    }
+
+    /// Records planned: one per run, and one per scenario of a missing server.
     fn runs(&self) -> usize {
-        self.scenarios.len() * self.servers.len() * self.rounds as usize
+        let per_round: usize = self
+            .servers
+            .iter()
+            .map(|sv| self.scenarios_of(sv).len())
+            .sum();
+        let not_run: usize = self
+            .missing
+            .iter()
+            .map(|(sv, _)| self.scenarios_of(sv).len())
+            .sum();
+        per_round * self.rounds as usize + not_run
     }
 
     /// The guest time this plan needs at most, with room for a machine several times slower
     /// than usual.
     fn time_needed(&self) -> Duration {
-        let rounds = self.rounds as usize;
-        let mut t = STARTUP + PER_RUN * self.runs() as u32;
-        t += PER_SERVER * (self.servers.len() * rounds) as u32;
+        let rounds = self.rounds;
+        let mut t = STARTUP;
+        for sv in self.busy_servers() {
+            t += PER_SERVER * rounds;
+            for sc in self.scenarios_of(sv) {
+                t += if sc.irc { PER_IRC_RUN } else { PER_RUN } * rounds;
+            }
+        }
         if self.full {
             t += IDLE_MEMORY;
         }
@@ -220,9 +432,10 @@ impl Plan {
             return Ok((Duration::from_secs(secs), "KCHAT_BENCH_TIMEOUT".into()));
         }
         let why = format!(
-            "{} runs x {} s and the rest; KCHAT_BENCH_TIMEOUT=SECONDS sets it",
+            "{} runs x {} s ({} s for IRC) and the rest; KCHAT_BENCH_TIMEOUT=SECONDS sets it",
             self.runs(),
-            PER_RUN.as_secs()
+            PER_RUN.as_secs(),
+            PER_IRC_RUN.as_secs()
         );
         Ok((self.time_needed(), why))
     }
@@ -249,8 +462,11 @@ listening() {
     return 1
 }
 J=/tmp/bench.jsonl
+# The IRC servers' configurations, for irc-peer.sh.
+export KCHAT_IRC_CONFIG=__IRC_CONFIG__
 # bench_run SERVER SCENARIO PORT PROTOCOL ARGS...: one run, its record printed at once, so
-# that the host has it even if the guest never finishes.
+# that the host has it even if the guest never finishes. A server that does not listen
+# still has its runs: they fail at once, and their records say why.
 bench_run() {
     sv=$1 sc=$2 port=$3 proto=$4
     shift 4
@@ -262,34 +478,53 @@ bench_run() {
 }
 "##,
         );
+        s = s.replace("__IRC_CONFIG__", GUEST_IRC_CONFIG);
         // The memory measurement belongs to full runs only.
         if self.full {
             s.push_str("/bin/kchat-vmtest --idle-memory 10000\n");
+        }
+        // Servers that cannot run here: each scenario's record says so, once.
+        for (server, why) in &self.missing {
+            let note = format!("# bench: not run: {}: {why}", server.label);
+            let _ = writeln!(s, "echo {}", sh_quote(&note));
+            for sc in self.scenarios_of(server) {
+                let (label, port, protocol) = (server.label, server.port, server.protocol);
+                let _ = writeln!(
+                    s,
+                    "bench_run {label} {} {port} {protocol} --not-run {} {}",
+                    sc.name,
+                    sh_quote(why),
+                    sc.args
+                );
+            }
         }
         // Rounds of every server in turn, rather than all of one server's runs in a row: the
         // machine's noise (other guests, the host) then spreads over all servers alike, and
         // the report takes each one's median.
         for round in 1..=self.rounds {
-            for server in &self.servers {
+            for server in self.busy_servers() {
                 let _ = writeln!(s, "echo '# bench: round {round}: {}'", server.label);
-                let _ = writeln!(s, "{}\nif listening {}; then", server.start, server.port);
-                for sc in &self.scenarios {
+                let _ = writeln!(s, "{}\nlistening {}", server.start, server.port);
+                for sc in self.scenarios_of(server) {
                     let (label, port, protocol) = (server.label, server.port, server.protocol);
                     let _ = writeln!(
                         s,
-                        "    bench_run {label} {} {port} {protocol} {}",
-                        sc.name, sc.args
+                        "bench_run {label} {} {port} {protocol} {}{}{}",
+                        sc.name,
+                        server.args,
+                        if server.args.is_empty() { "" } else { " " },
+                        sc.args
                     );
-                    if server.label == "kchat" {
+                    if server.is_module() {
                         // kchat's own counters after each scenario (cumulative since load).
                         let _ = writeln!(
                             s,
-                            "    echo '# after {}:' $(tr '\\n' ' ' < /sys/kernel/debug/kchat/stats)",
+                            "echo '# after {}:' $(tr '\\n' ' ' < /sys/kernel/debug/kchat/stats)",
                             sc.name
                         );
                     }
                 }
-                let _ = writeln!(s, "fi\n{}\nsleep 1", server.stop);
+                let _ = writeln!(s, "{}\nsleep 1", server.stop);
             }
         }
         if self.profile {
@@ -297,6 +532,18 @@ bench_run() {
         }
         s
     }
+}
+
+/// True if `name` selects `server`: its label, or a prefix of it that is no server's whole
+/// label (`ref-epoll` selects both thread counts; `kchat` selects kchat, not `kchat-irc`).
+fn server_matches(server: &Server, name: &str) -> bool {
+    server.label == name
+        || (server.label.starts_with(name) && !SERVERS.iter().any(|sv| sv.label == name))
+}
+
+/// `s` quoted for the guest's shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The entries of `all` that `only` names (`matches`), in `all`'s order; all of them if
@@ -367,14 +614,82 @@ fn profile_script() -> String {
     s
 }
 
-/// Extra guest binaries: Redis, and perf for `KCHAT_BENCH_PROFILE`.
-fn guest_extras(plan: &Plan) -> Vec<PathBuf> {
+/// Extra guest binaries and files: Redis, perf for `KCHAT_BENCH_PROFILE`, and the IRC servers
+/// that run, with their modules, configurations and `irc-peer.sh`.
+fn guest_extras(plan: &Plan) -> (Vec<PathBuf>, Vec<initramfs::File>) {
     let mut extra = vec![PathBuf::from("/usr/bin/redis-server")];
     if plan.profile {
         // Debian's /usr/bin/perf is the versioned binary itself (linux-perf).
         extra.push(PathBuf::from("/usr/bin/perf"));
     }
-    extra
+    let mut files = Vec::new();
+    let packaged = plan.busy_servers().filter_map(|sv| sv.package.as_ref());
+    for package in packaged {
+        // Checked by the plan already.
+        let Ok((binary, modules)) = package.host_files() else {
+            continue;
+        };
+        extra.push(binary);
+        files.extend(modules.into_iter().map(|m| initramfs::File {
+            to: m.clone(),
+            from: m,
+            libraries: true,
+        }));
+        if !files.iter().any(|f| f.to.ends_with("irc-peer.sh")) {
+            let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+            files.push(initramfs::File {
+                from: tests.join(IRC_PEER_SCRIPT),
+                to: PathBuf::from("/bin/irc-peer.sh"),
+                libraries: false,
+            });
+            for name in IRC_CONFIG_FILES {
+                files.push(initramfs::File {
+                    from: tests.join(IRC_CONFIG_DIR).join(name),
+                    to: Path::new(GUEST_IRC_CONFIG).join(name),
+                    libraries: false,
+                });
+            }
+        }
+    }
+    (extra, files)
+}
+
+/// Builds the bench image: the usual binaries, `extra` ones and `files`.
+fn build_bench_image(
+    o: &Options,
+    run_script: String,
+    extra: Vec<PathBuf>,
+    files: &[initramfs::File],
+) -> Option<PathBuf> {
+    let mut binaries = guest_binaries(o);
+    binaries.extend(extra);
+    let image = initramfs::Image {
+        module: &o.module,
+        binaries,
+        run_script,
+    };
+    let cpio = o.out.join("initramfs.cpio");
+    match initramfs::build_with_files(&image, files, &o.out.join("initramfs"), &cpio) {
+        Ok(()) => Some(cpio),
+        Err(e) => {
+            eprintln!("kchat-vm: building the initramfs: {e}");
+            None
+        }
+    }
+}
+
+/// The host's versions of the packaged servers that run, for the report's environment.
+fn package_versions(plan: &Plan) -> Vec<String> {
+    plan.busy_servers()
+        .filter_map(|sv| sv.package.as_ref())
+        .map(|p| {
+            let v = p.version().unwrap_or_else(|| "(version unknown)".into());
+            format!(
+                "{} {v} (Debian package on the host, copied into the guest)",
+                p.name
+            )
+        })
+        .collect()
 }
 
 /// Set by SIGINT or SIGTERM while the bench guest runs.
@@ -539,13 +854,20 @@ pub fn run(o: &Options) -> i32 {
         plan.runs(),
         limit.as_secs().div_ceil(60)
     );
+    for (server, why) in &plan.missing {
+        eprintln!("kchat-vm: {} recorded as not run: {why}", server.label);
+    }
     let files = RunFiles::fresh(&o.out);
     let script = format!(
         "cat /dev/kmsg > /dev/ttyS2 &\nkp=$!\n(\n{}) > /dev/ttyS1 2>&1\necho KCHAT-EXIT 0 > /dev/ttyS1\nsleep 1\nkill $kp\n",
         plan.guest_script()
     );
-    let initrd = build_image_with(o, script, guest_extras(&plan));
+    let (extra, image_files) = guest_extras(&plan);
+    let Some(initrd) = build_bench_image(o, script, extra, &image_files) else {
+        return 1;
+    };
     let mut host_env = kernel_config_summary(&o.kernel);
+    host_env.extend(package_versions(&plan));
     host_env.push(format!(
         "host: {} cores, QEMU TCG ({}), guest {} vCPUs, {} MiB",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -676,7 +998,14 @@ fn publish(records: Vec<Value>) -> Vec<Value> {
                 .filter(|r| r["scenario"] == sc.as_str() && r["server"] == label)
                 .collect()
         };
-        for direct in ["kchat", "ref-uring", "redis"] {
+        for direct in [
+            "kchat",
+            "ref-uring",
+            "redis",
+            "kchat-irc",
+            "ngircd",
+            "inspircd",
+        ] {
             out.extend(relabel(&of(direct), direct));
         }
         let epoll = faster(of("ref-epoll-t1"), of("ref-epoll-t2"));
@@ -719,7 +1048,8 @@ fn median_rate(runs: &[&Value]) -> f64 {
 }
 
 /// Writes latest.json, the markdown table (with `note`, if any, under its title) and the
-/// chart; returns the markdown.
+/// charts (latest.svg, and latest-irc.svg of the IRC scenarios; a chart with no scenario is
+/// not written); returns the markdown.
 fn write_outputs(
     dir: &Path,
     records: &[Value],
@@ -741,6 +1071,8 @@ fn write_outputs(
         .arg(&md)
         .arg("--svg")
         .arg(&svg)
+        .arg("--irc-svg")
+        .arg(dir.join("latest-irc.svg"))
         .status()
         .map_err(|e| format!("running {}: {e}", report_bin.display()))?;
     if !status.success() {
@@ -813,21 +1145,17 @@ mod tests {
                 |sc| sc.name,
             )
             .unwrap(),
-            servers: select(
-                SERVERS,
-                &own(servers),
-                |sv, n| sv.label.starts_with(n),
-                |sv| sv.label,
-            )
-            .unwrap(),
+            servers: select(SERVERS, &own(servers), server_matches, |sv| sv.label).unwrap(),
+            missing: Vec::new(),
             rounds,
             full: scenarios.is_empty() && servers.is_empty(),
             profile: false,
         }
     }
 
-    /// Checks the selection by name: scenarios exactly, servers by prefix, in table order;
-    /// a name matching nothing is refused with the valid names.
+    /// Checks the selection by name: scenarios exactly, servers by label or else by prefix,
+    /// in table order; a name matching nothing is refused with the valid names. A server
+    /// runs only the scenarios of its family.
     #[test]
     fn selection() {
         let p = plan(&["rooms", "small"], &["ref-epoll"], 2);
@@ -836,6 +1164,14 @@ mod tests {
         let labels: Vec<&str> = p.servers.iter().map(|s| s.label).collect();
         assert_eq!(labels, ["ref-epoll-t1", "ref-epoll-t2"]);
         assert_eq!(p.runs(), 8);
+        let p = plan(&["small", "irc-small"], &["kchat", "ngircd"], 1);
+        let labels: Vec<&str> = p.servers.iter().map(|s| s.label).collect();
+        assert_eq!(labels, ["kchat", "ngircd"]);
+        assert_eq!(p.runs(), 2);
+        let p = plan(&["small"], &["kchat", "kchat-irc"], 3);
+        let busy: Vec<&str> = p.busy_servers().map(|s| s.label).collect();
+        assert_eq!(busy, ["kchat"], "no IRC scenario for kchat-irc");
+        assert_eq!(p.runs(), 3);
         let e = select(
             SCENARIOS,
             &["room".into()],
@@ -881,15 +1217,24 @@ mod tests {
     fn guest_script() {
         let p = plan(&[], &[], 3);
         let s = p.guest_script();
-        assert_eq!(s.matches("\n    bench_run ").count(), p.runs());
-        assert_eq!(p.runs(), 126);
+        assert_eq!(s.matches("\nbench_run ").count(), p.runs());
+        // 6 scenarios x 7 servers, 2 IRC scenarios x 3 IRC servers, 3 rounds.
+        assert_eq!(p.runs(), 144);
         let run_fn = &s[s.find("bench_run() {").unwrap()..];
         assert!(run_fn[..run_fn.find("\n}\n").unwrap()].contains("KCHAT-BENCH-JSON"));
         assert!(
             s.contains("bench_run redis rooms 6379 resp --clients 1000 --senders 1000 --rooms 100")
         );
         assert!(s.contains("insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0"));
+        assert_eq!(
+            s.matches("insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 ")
+                .count(),
+            6,
+            "kchat and kchat-irc, 3 rounds each"
+        );
         assert_eq!(s.matches("kchat-ref ").count(), 15);
+        assert!(!s.contains("bench_run kchat-irc small "));
+        assert!(!s.contains("bench_run ngircd fanout-1000 "));
         assert_eq!(s.matches("--history 0").count(), 15);
         assert!(s.contains("--idle-memory"));
         assert!(!plan(&["small"], &[], 1)
@@ -897,11 +1242,53 @@ mod tests {
             .contains("--idle-memory"));
     }
 
+    /// Checks the IRC part of a script: the IRC servers on port 6667, each with its own
+    /// arguments (InspIRCd's connect batch) before the scenario's, irc-peer.sh given its
+    /// configuration, a missing server's scenarios recorded once as not run (its reason
+    /// quoted for the shell), and kchat's counters after kchat-irc's runs too.
+    #[test]
+    fn irc_script() {
+        let mut p = plan(
+            &["irc-small", "irc-fanout-1000"],
+            &["ngircd", "kchat-irc"],
+            2,
+        );
+        p.missing
+            .push((server("inspircd"), "inspircd's package is missing".into()));
+        let s = p.guest_script();
+        assert_eq!(p.runs(), 2 * 2 * 2 + 2);
+        assert_eq!(s.matches("\nbench_run ").count(), p.runs());
+        assert!(s.contains("export KCHAT_IRC_CONFIG=/etc/kchat-irc\n"));
+        assert!(s.contains("irc-peer.sh start ngircd 6667\nlistening 6667\n"));
+        assert!(s.contains(
+            "\nbench_run ngircd irc-fanout-1000 6667 irc --clients 1000 --senders 1000 --payload 64"
+        ));
+        assert!(s.contains(
+            "\nbench_run kchat-irc irc-small 6667 irc --connect-batch 256 --clients 10 --senders 10"
+        ));
+        assert_eq!(
+            s.matches("bench_run inspircd irc-small 6667 irc --not-run 'inspircd'\\''s package is missing' --clients 10").count(),
+            1
+        );
+        assert!(
+            s.contains("echo '# bench: not run: inspircd: inspircd'\\''s package is missing'\n")
+        );
+        assert_eq!(s.matches("echo '# after irc-small:'").count(), 2);
+        assert!(!s.contains("--idle-memory"));
+        let full = plan(&[], &["inspircd"], 1);
+        assert!(full
+            .guest_script()
+            .contains("bench_run inspircd irc-small 6667 irc --connect-batch 1000 --clients 10"));
+    }
+
     /// Checks the time limit: per run, per server and round, boot and the memory measurement.
     #[test]
     fn time_limit() {
         let full = plan(&[], &[], 3);
-        assert_eq!(full.time_needed().as_secs(), 120 + 126 * 60 + 21 * 15 + 180);
+        assert_eq!(
+            full.time_needed().as_secs(),
+            120 + 126 * 60 + 18 * 300 + 30 * 15 + 180
+        );
         let one = plan(&["small"], &["kchat"], 1);
         assert_eq!(one.time_needed().as_secs(), 120 + 60 + 15);
         let explicit = Some(Duration::from_secs(5));

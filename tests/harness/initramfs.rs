@@ -24,6 +24,16 @@ pub struct Image<'a> {
     pub run_script: String,
 }
 
+/// A file an image holds besides its binaries: a plugin, a configuration, a script.
+pub struct File {
+    /// On the host.
+    pub from: PathBuf,
+    /// Where it goes in the guest (absolute).
+    pub to: PathBuf,
+    /// Install the shared libraries it loads too (a plugin's).
+    pub libraries: bool,
+}
+
 /// The /init of every image. It runs /run.sh, then powers the guest off.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /root
@@ -55,6 +65,16 @@ poweroff -f
 
 /// Builds the image as an uncompressed newc cpio archive at `out`.
 pub fn build(image: &Image<'_>, staging: &Path, out: &Path) -> io::Result<()> {
+    build_with_files(image, &[], staging, out)
+}
+
+/// Builds the image with `files` besides, as [`build`] does.
+pub fn build_with_files(
+    image: &Image<'_>,
+    files: &[File],
+    staging: &Path,
+    out: &Path,
+) -> io::Result<()> {
     if staging.exists() {
         fs::remove_dir_all(staging)?;
     }
@@ -71,6 +91,13 @@ pub fn build(image: &Image<'_>, staging: &Path, out: &Path) -> io::Result<()> {
             .ok_or_else(|| other(format!("bad path {}", bin.display())))?;
         copy(bin, &staging.join("bin").join(name))?;
         libs.extend(shared_libraries(bin)?);
+    }
+    for f in files {
+        let rel = f.to.strip_prefix("/").unwrap_or(&f.to);
+        copy(&f.from, &staging.join(rel))?;
+        if f.libraries {
+            libs.extend(shared_libraries(&f.from)?);
+        }
     }
     for lib in &libs {
         let rel = lib.strip_prefix("/").unwrap_or(lib);

@@ -47,10 +47,14 @@ const PANELS: [Panel; 3] = [
     },
 ];
 
-/// Every server in the scenarios, in order of first appearance.
+/// Every server that ran in the scenarios, in order of first appearance.
 fn servers(scenarios: &[Scenario]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for c in scenarios.iter().flat_map(|s| &s.cells) {
+    for c in scenarios
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter(|c| c.runs > 0)
+    {
         if !out.contains(&c.server) {
             out.push(c.server.clone());
         }
@@ -202,7 +206,7 @@ fn draw_panel(
             let v = sc
                 .cells
                 .iter()
-                .find(|c| &c.server == server)
+                .find(|c| &c.server == server && c.runs > 0)
                 .and_then(panel.value)?;
             let x0 = i as i32 * UNIT + (UNIT - group) / 2 + j as i32 * bar;
             let top = scale.plot(v);

@@ -160,6 +160,10 @@ pub(crate) struct Options {
     /// No progress line on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Run nothing: append the record of this run as one that did not happen, for REASON
+    /// (its server is not installed, say), and exit 0. The report lists it as not run.
+    #[arg(long, value_name = "REASON")]
+    pub(crate) not_run: Option<String>,
 }
 
 impl Options {
@@ -181,7 +185,7 @@ impl Options {
 
 /// Options of `kchat-bench report`.
 #[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("output").required(true).multiple(true).args(["markdown", "svg"])))]
+#[command(group(ArgGroup::new("output").required(true).multiple(true).args(["markdown", "svg", "irc_svg"])))]
 pub(crate) struct ReportOptions {
     /// The records: JSON lines as `--json` writes them, or one JSON array.
     #[arg(long, value_name = "FILE.json")]
@@ -189,9 +193,12 @@ pub(crate) struct ReportOptions {
     /// Write the tables here.
     #[arg(long, value_name = "OUT.md")]
     pub(crate) markdown: Option<PathBuf>,
-    /// Write the chart here.
+    /// Write the chart here (with --irc-svg: of the scenarios of the other protocols).
     #[arg(long, value_name = "OUT.svg")]
     pub(crate) svg: Option<PathBuf>,
+    /// Write a chart of the IRC scenarios here, apart from the others.
+    #[arg(long, value_name = "OUT.svg")]
+    pub(crate) irc_svg: Option<PathBuf>,
 }
 
 /// What the command line asks for.

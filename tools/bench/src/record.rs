@@ -74,6 +74,9 @@ pub(crate) struct Record {
     pub(crate) ok: bool,
     pub(crate) aborted: bool,
     pub(crate) abort_reason: Option<String>,
+    /// `--not-run`: the run did not happen, and why (its server is not installed, say). Such
+    /// a record has the run's parameters and no results; it is not a failed run.
+    pub(crate) not_run: Option<String>,
     /// Unix time the run ended.
     pub(crate) unix_time: u64,
 }
@@ -110,6 +113,14 @@ impl Record {
             errors: 1,
             aborted: true,
             abort_reason: Some(reason),
+            ..Record::for_run(o)
+        }
+    }
+
+    /// The record of a run with `o` that was not attempted, for `reason` (`--not-run`).
+    pub(crate) fn not_run(o: &Options, reason: String) -> Self {
+        Record {
+            not_run: Some(reason),
             ..Record::for_run(o)
         }
     }

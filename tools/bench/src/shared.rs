@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) read_size: ReadSize,
     abort_reason: Mutex<Option<String>>,
     errors_shown: AtomicUsize,
+    /// The first error shown: the abort reason of a run where nobody connected says it.
+    first_error: Mutex<Option<String>>,
     main_signal: (Mutex<bool>, Condvar),
 }
 
@@ -178,6 +180,7 @@ impl Shared {
             read_size,
             abort_reason: Mutex::new(None),
             errors_shown: AtomicUsize::new(0),
+            first_error: Mutex::new(None),
             main_signal: (Mutex::new(false), Condvar::new()),
             opts,
         }
@@ -263,6 +266,11 @@ impl Shared {
         }
     }
 
+    /// The first error shown, if any.
+    pub(crate) fn first_error(&self) -> Option<String> {
+        self.first_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// Why the run was aborted, if it was.
     pub(crate) fn abort_reason(&self) -> Option<String> {
         self.abort_reason.lock().ok().and_then(|r| r.clone())
@@ -271,6 +279,11 @@ impl Shared {
     /// Prints an error on stderr (only the first few; all are counted by the caller).
     pub(crate) fn show_error(&self, msg: &str) {
         let n = self.errors_shown.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            if let Ok(mut e) = self.first_error.lock() {
+                *e = Some(msg.to_string());
+            }
+        }
         if n < ERRORS_SHOWN {
             eprintln!("kchat-bench: error: {msg}");
         } else if n == ERRORS_SHOWN {
@@ -344,7 +357,10 @@ impl Shared {
             sum += u64::from(n);
         }
         if senders == 0 {
-            return Err("no sender connected".into());
+            return Err(match self.first_error() {
+                Some(e) => format!("no sender connected (first error: {e})"),
+                None => "no sender connected".into(),
+            });
         }
         let messages = u64::from(self.opts.messages);
         self.target.store(senders * messages, Ordering::Release);
