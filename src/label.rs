@@ -194,12 +194,6 @@ impl Label {
             n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         })
     }
-
-    /// Whether two labels name the same client, ignoring ASCII case, as IRC does: `Bob`
-    /// cannot pass for `bob`.
-    pub(crate) fn same_nick(&self, other: &Label) -> bool {
-        self.as_bytes().eq_ignore_ascii_case(other.as_bytes())
-    }
 }
 
 impl RoomName {
@@ -263,8 +257,6 @@ mod tests {
         }
         let a = Label::nick(b"Bob").map_err(|_| EINVAL)?;
         let b = Label::nick(b"bOB").map_err(|_| EINVAL)?;
-        let same = a.same_nick(&b);
-        assert!(same);
         let keys_equal = a.key() == b.key();
         assert!(keys_equal);
         Ok(())

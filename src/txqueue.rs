@@ -128,6 +128,7 @@ impl TxQueue {
     }
 
     /// Whether the oldest frame went out in part (a new frame must not be written before it).
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn mid_frame(&self) -> bool {
         self.offset != 0
     }

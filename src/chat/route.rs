@@ -79,14 +79,6 @@ pub(crate) fn audience(what: What, from: MemberId, notices: bool) -> Audience {
 }
 
 impl Audience {
-    /// Nobody at all.
-    pub(crate) const NOBODY: Self = Self {
-        scope: Scope::Nobody,
-        except: NO_SLOT,
-        echo: false,
-        quiet: false,
-    };
-
     /// Whether `member`, one of the scope's candidates, receives the frame: `stateful` if its
     /// protocol tracks the chat's state; a member being disconnected receives nothing more.
     pub(crate) fn admits(&self, member: MemberId, closing: bool, stateful: bool) -> bool {
@@ -163,8 +155,6 @@ mod tests {
         assert!(irc_told);
         let no_echo = off.admits(1, false, true);
         assert!(!no_echo);
-        let nobody = Audience::NOBODY.admits(2, false, true);
-        assert!(!nobody);
         Ok(())
     }
 

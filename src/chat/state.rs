@@ -198,7 +198,10 @@ impl<M: Member> Inner<M> {
                 if ids.reserve(total + 1, GFP_KERNEL).is_err() {
                     return ids;
                 }
-                let _ = ids.push_within_capacity(of);
+                // A member in a room is in that room's list; one in none is told alone.
+                if e.seats.is_empty() {
+                    let _ = ids.push_within_capacity(of);
+                }
                 for s in e.seats.iter() {
                     if let Some(r) = self.rooms.get(s.room) {
                         for p in r.members.iter() {

@@ -19,11 +19,11 @@ use super::{
     Core,
     JoinError,
     KickError,
-    PartError,
     Limits,
     Member,
     Message,
     NickError,
+    PartError,
     RelayBatch, //
     User,
 };
@@ -306,7 +306,8 @@ mod cases {
         let y = Fake::speaking(2, Protocol::Irc)?;
         let n = Fake::new(3)?;
         for (m, name, lobby) in [(&x, &b"x"[..], false), (&y, b"y", false), (&n, b"n", true)] {
-            core.add(m, nick(name)?, user(), lobby).map_err(|_| ENOMEM)?;
+            core.add(m, nick(name)?, user(), lobby)
+                .map_err(|_| ENOMEM)?;
         }
         core.join(&*x, &room(b"#a")?, 20).map_err(|_| EINVAL)?;
         x.expect_irc(

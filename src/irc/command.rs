@@ -102,7 +102,11 @@ pub(super) fn handle(
     buf[..n].copy_from_slice(&m.command[..n]);
     buf[..n].make_ascii_uppercase();
     // A command longer than any known one matches nothing.
-    let upper: &[u8] = if m.command.len() <= buf.len() { &buf[..n] } else { b"" };
+    let upper: &[u8] = if m.command.len() <= buf.len() {
+        &buf[..n]
+    } else {
+        b""
+    };
     match upper {
         b"PING" => ping(client, st, &m),
         b"PONG" => {}
@@ -262,9 +266,8 @@ fn say(
             host: client.peer,
             conn: client.id,
         };
-        let (frame, at, len) =
-            render::relay(&origin, shown.as_bytes(), text, notice)
-                .map_err(|_| CloseReason::NoMemory)?;
+        let (frame, at, len) = render::relay(&origin, shown.as_bytes(), text, notice)
+            .map_err(|_| CloseReason::NoMemory)?;
         let frame = Arc::new(frame, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
         let msg = ChatMessage::new(frame, Protocol::Irc, at, len, notice);
         batch

@@ -773,8 +773,7 @@ fn history_fill(scale: &'static Scale) -> CaseResult {
     let rooms = scale.history_rooms as usize;
     // The IRC port closed: with it open, a history also holds each message as IRC shows
     // it, and the 64 KiB bound counts both (fewer messages fit; the bound is the same).
-    let params =
-        format!("notices=0 history=1000 max_msg_len={MSG} max_rooms={rooms} irc_port=0");
+    let params = format!("notices=0 history=1000 max_msg_len={MSG} max_rooms={rooms} irc_port=0");
     let (honest, base) = begin(scale, &params)?;
     let writers = Arc::new(Mutex::new(Vec::new()));
     let parked = writers.clone();

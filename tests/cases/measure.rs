@@ -58,7 +58,8 @@ fn reference_has(n: usize) -> Result<(), String> {
     let want = format!("* {} online", n + 1);
     loop {
         let mut c = TcpStream::connect(ADDR).ctx("connect")?;
-        c.set_read_timeout(Some(Duration::from_secs(20))).ctx("timeout")?;
+        c.set_read_timeout(Some(Duration::from_secs(20)))
+            .ctx("timeout")?;
         c.write_all(&encode(b"/who")).ctx("send /who")?;
         let mut header = [0u8; 4];
         c.read_exact(&mut header).ctx("read /who")?;

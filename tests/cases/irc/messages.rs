@@ -263,6 +263,13 @@ fn nick_change() -> CaseResult {
     let said = format!(":{} PRIVMSG #n1 :new prefix", alice.prefix());
     bob.expect(&said)?;
     carol.expect(&said)?;
+    // A member of one channel gets its own change once too (and the others once each).
+    let single = format!(":{} NICK :carol2", carol.prefix());
+    carol.ask("NICK carol2", &[&single])?;
+    carol.nick = "carol2".into();
+    carol.sync()?;
+    alice.expect(&single)?;
+    bob.expect(&single)?;
 
     alice.ask(
         "NICK bob",
