@@ -23,6 +23,7 @@ use super::{
 use crate::{
     chat::RelayBatch,
     frame::FrameError,
+    frontend::Protocol,
     irc,
     native,
     server::Server,
@@ -41,6 +42,11 @@ pub(crate) const RX_CHUNK: usize = 16 * 1024;
 /// read).
 const RX_BUDGET: usize = RX_CHUNK;
 
+/// The same for an IRC client: its lines are small and each may be a command that reaches a
+/// whole channel (`JOIN`, `NICK`), so a turn reads less (16 KiB of `JOIN`/`PART` lines took
+/// seconds on the debug kernel while honest clients waited behind them).
+const IRC_RX_BUDGET: usize = 2048;
+
 impl Client {
     /// Reads until `EAGAIN` (or the budget), handling every complete frame. Returns whether
     /// the budget ran out with data perhaps left.
@@ -53,7 +59,10 @@ impl Client {
         let server = &this.server;
         let rate = server.rate;
         let rx = this.rx.access_mut(owner);
-        let mut budget = RX_BUDGET;
+        let mut budget = match this.protocol {
+            Protocol::Native => RX_BUDGET,
+            Protocol::Irc => IRC_RX_BUDGET,
+        };
         loop {
             if this.is_closing() || server.is_closing() {
                 return Ok(false);
@@ -75,6 +84,12 @@ impl Client {
             let room = usize::try_from(allowance.saturating_mul(MIN_MESSAGE as u64))
                 .unwrap_or(usize::MAX)
                 .min(buf.len());
+            // An IRC client's turn ends at its budget exactly (a native one's may run over by
+            // one read, as before).
+            let room = match this.protocol {
+                Protocol::Irc => room.min(budget),
+                Protocol::Native => room,
+            };
             let mid = match &rx.reader {
                 Reader::Native(r) => r.mid_frame(),
                 Reader::Irc(s) => s.mid_line(),
