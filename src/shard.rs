@@ -197,8 +197,8 @@ impl Server {
     }
 
     /// A shard's loop: read up to [`READ_BATCH`] ready clients (their messages are queued to
-    /// the recipients), then send to every dirty client, and again, until both lists are
-    /// empty.
+    /// the recipients), then send to every client dirty at that moment, and again, until both
+    /// lists are empty.
     fn run_shard(this: &Arc<Self>, shard: usize) {
         let s = &this.shards[shard];
         let mut owner = s.owner.lock();
@@ -241,11 +241,13 @@ impl Server {
                 Client::on_ready(&entry.into_arc(), &mut owner, buf, batch);
             }
             this.core.publish(batch);
-            loop {
-                // Not `while let`: its scrutinee's lock guard would live through the body.
-                let Some(entry) = s.dirty.lock().pop_front() else {
-                    break;
-                };
+            // The clients dirty now, and no more: those marked while they are sent to (by the
+            // accept work or the IRC tick on another CPU, by `sk_write_space`, or by a spent
+            // budget) wait for the next pass, after a read pass. Popping until the list is
+            // empty let a busy accept path keep one send pass going for most of a second
+            // (measured: 635 sends to 66 clients in 850 ms), while the ready clients waited.
+            let mut dirty = core::mem::take(&mut *s.dirty.lock());
+            while let Some(entry) = dirty.pop_front() {
                 idle = false;
                 Client::flush_queue(&entry.into_arc(), &mut owner, iov);
             }

@@ -169,77 +169,62 @@ impl<'e> Rendered<'e> {
 }
 
 impl<M: Member> Inner<M> {
-    /// The member ids of `audience`'s candidates, each once.
-    fn candidates(&self, audience: &Audience) -> KVec<MemberId> {
-        let mut ids = KVec::new();
+    /// Calls `f` with the member id of each of `audience`'s candidates, once each. Only a
+    /// member's neighbours across several rooms are collected (to drop the repeats); every
+    /// other scope is walked in place, with no allocation per event.
+    fn for_each_candidate(&self, audience: &Audience, mut f: impl FnMut(MemberId)) {
+        let room_members = |room: RoomId| self.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
         match audience.scope {
             Scope::Nobody => {}
-            Scope::One(m) => {
-                let _ = ids.push(m, GFP_KERNEL);
-            }
-            Scope::Room(room) => {
-                let places = self.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
-                if ids.reserve(places.len(), GFP_KERNEL).is_ok() {
-                    for p in places {
-                        let _ = ids.push_within_capacity(p.id);
-                    }
-                }
-            }
+            Scope::One(m) => f(m),
+            Scope::Room(room) => room_members(room).iter().for_each(|p| f(p.id)),
             Scope::Neighbours(of) => {
                 let Some(e) = self.members.get(of) else {
-                    return ids;
+                    return;
                 };
-                let total: usize = e
-                    .seats
-                    .iter()
-                    .filter_map(|s| self.rooms.get(s.room))
-                    .map(|r| r.members.len())
-                    .sum();
-                if ids.reserve(total + 1, GFP_KERNEL).is_err() {
-                    return ids;
-                }
-                // A member in a room is in that room's list; one in none is told alone.
-                if e.seats.is_empty() {
-                    let _ = ids.push_within_capacity(of);
-                }
-                for s in e.seats.iter() {
-                    if let Some(r) = self.rooms.get(s.room) {
-                        for p in r.members.iter() {
-                            let _ = ids.push_within_capacity(p.id);
+                match &e.seats[..] {
+                    // A member in no room is told alone.
+                    [] => f(of),
+                    // A member in a room is in that room's list.
+                    [seat] => room_members(seat.room).iter().for_each(|p| f(p.id)),
+                    seats => {
+                        let total = seats.iter().map(|s| room_members(s.room).len()).sum();
+                        let mut ids = KVec::new();
+                        if ids.reserve(total, GFP_KERNEL).is_err() {
+                            return;
+                        }
+                        for s in seats {
+                            for p in room_members(s.room) {
+                                let _ = ids.push_within_capacity(p.id);
+                            }
+                        }
+                        ids.sort_unstable();
+                        for (i, &id) in ids.iter().enumerate() {
+                            if i == 0 || ids[i - 1] != id {
+                                f(id);
+                            }
                         }
                     }
-                }
-                if e.seats.len() > 1 {
-                    ids.sort_unstable();
-                    let mut kept = 0;
-                    for i in 0..ids.len() {
-                        if i == 0 || ids[i] != ids[kept - 1] {
-                            ids[kept] = ids[i];
-                            kept += 1;
-                        }
-                    }
-                    ids.truncate(kept);
                 }
             }
         }
-        ids
     }
 
     /// Renders `event` and queues it to the members `audience` admits.
     pub(super) fn send(&self, audience: Audience, event: &Event<'_>) {
         let mut rendered = Rendered::new(event, self.max_text);
-        for id in self.candidates(&audience) {
+        self.for_each_candidate(&audience, |id| {
             let Some(e) = self.members.get(id) else {
-                continue;
+                return;
             };
             let protocol = e.who.protocol();
             if !audience.admits(id, e.who.is_closing(), protocol.tracks_state()) {
-                continue;
+                return;
             }
             if let Some(frame) = rendered.get(protocol) {
                 M::deliver(&e.who, core::iter::once(frame));
             }
-        }
+        });
     }
 
     /// The member id of `who`, if it is in the core.
