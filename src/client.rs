@@ -262,6 +262,23 @@ impl Client {
         *self.label.lock() = label;
     }
 
+    /// Takes `nick`, which the chat core has just given this client in place of `old`, and
+    /// logs the change if `log`. Both front ends call it, so the line is the same in both.
+    pub(crate) fn renamed(&self, old: Label, nick: Label, log: bool) {
+        self.set_label(nick);
+        if log {
+            kchat_log!(
+                self.server,
+                conn_log,
+                TRACE_CONNECTIONS,
+                "Client Nick: {} ({}) is now {}\n",
+                old,
+                self.peer,
+                nick
+            );
+        }
+    }
+
     /// Bytes waiting in this client's send queue (for the stats view).
     pub(crate) fn queued_bytes(&self) -> usize {
         self.tx.lock().bytes() + self.out_bytes.load(Relaxed)

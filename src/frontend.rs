@@ -11,6 +11,7 @@ use kernel::{
 use crate::{
     chat::{
         Event,
+        ModeChange,
         Origin,
         User, //
     },
@@ -79,4 +80,14 @@ impl Protocol {
             Self::Irc => irc::render::message(from, room.as_bytes(), text, notice),
         }
     }
+}
+
+/// The sign and letter of a mode change, as both protocols write it (`+o`, `-t`, `+n`).
+pub(crate) fn mode_letters(change: ModeChange) -> (char, char) {
+    let (on, letter) = match change {
+        ModeChange::Op(on) => (on, 'o'),
+        ModeChange::TopicOps(on) => (on, 't'),
+        ModeChange::NoExternal(on) => (on, 'n'),
+    };
+    (if on { '+' } else { '-' }, letter)
 }

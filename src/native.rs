@@ -42,7 +42,6 @@ use crate::{
     log::{
         kchat_log,
         Escaped,
-        TRACE_CONNECTIONS,
         TRACE_MESSAGES, //
     },
 };
@@ -124,18 +123,7 @@ fn nick(client: &Arc<Client>, name: &[u8]) {
         Err(label::NickError::Reserved) => return error(client, fmt!("invalid nick: reserved")),
     };
     match server.core.set_nick(&**client, nick, false) {
-        Ok(Some(old)) => {
-            client.set_label(nick);
-            kchat_log!(
-                server,
-                conn_log,
-                TRACE_CONNECTIONS,
-                "Client Nick: {} ({}) is now {}\n",
-                old,
-                client.peer,
-                nick
-            );
-        }
+        Ok(Some(old)) => client.renamed(old, nick, true),
         Ok(None) => {}
         Err(NickError::Taken) => error(client, fmt!("nick {} is taken", Escaped(name))),
         Err(NickError::NoMemory) => error(client, fmt!("out of memory, try again")),

@@ -105,19 +105,9 @@ pub(super) fn nick(client: &Arc<Client>, st: &mut State, m: &Message<'_>) {
     let registered = client.irc_state.load(Relaxed) != IRC_UNREGISTERED;
     match server.core.set_nick(&**client, nick, registered) {
         Ok(Some(old)) => {
-            client.set_label(nick);
+            // Before registration the nick is only reserved: nobody was told, nothing logged.
+            client.renamed(old, nick, registered);
             st.nick = Some(nick);
-            if registered {
-                kchat_log!(
-                    server,
-                    conn_log,
-                    TRACE_CONNECTIONS,
-                    "Client Nick: {} ({}) is now {}\n",
-                    old,
-                    client.peer,
-                    nick
-                );
-            }
             maybe_welcome(client, st);
         }
         Ok(None) => {

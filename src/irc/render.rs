@@ -16,8 +16,8 @@ use crate::{
         Topic, //
     },
     frame::Frame,
+    frontend::mode_letters,
     label::Label,
-    native::render::mode_letters,
     net::PeerAddr,
 };
 

@@ -14,13 +14,13 @@ use kernel::{
 use crate::{
     chat::{
         Event,
-        ModeChange,
         Origin, //
     },
     frame::{
         Frame,
         TextFrame, //
     },
+    frontend::mode_letters,
 };
 
 /// The frame for `event`, its text cut to `max` bytes with `...` where it is a list.
@@ -116,16 +116,6 @@ fn write(w: &mut TextFrame, event: &Event<'_>) -> fmt::Result {
             result
         }
     }
-}
-
-/// The sign and letter of a mode change, as IRC writes them.
-pub(crate) fn mode_letters(change: ModeChange) -> (char, char) {
-    let (on, letter) = match change {
-        ModeChange::Op(on) => (on, 'o'),
-        ModeChange::TopicOps(on) => (on, 't'),
-        ModeChange::NoExternal(on) => (on, 'n'),
-    };
-    (if on { '+' } else { '-' }, letter)
 }
 
 /// `LABEL, LABEL, ...` until the frame is full.
