@@ -50,9 +50,9 @@ impl OwnedQueue {
     /// `WQ_HIGHPRI` runs the items on the nice -20 worker pool, as nvmet-tcp's and DLM's socket
     /// queues do: the server's work then does not wait behind busy user tasks. Measured on the
     /// 2-vCPU debug guest with 24 busy-looping IRC churners in user space: an honest ping took
-    /// up to 3.0-4.7 s at nice 0 and 0.6-0.7 s at nice -20. The 1,000-member IRC case then
-    /// delivers its 200 messages in 10.9 s instead of 50.9 s, but its joins (the test's one
-    /// reading thread against the loop) take 516 s instead of 288 s.
+    /// up to 3.0-4.7 s at nice 0 and 0.6-1.0 s at nice -20. The 1,000-member IRC case then
+    /// delivers its 200 messages in 10.5-14.2 s instead of 50.9 s; its joins took 224-516 s
+    /// in four runs, against 288 s in the one run without (the host varies that much).
     pub(crate) fn new_unbound(name: &'static CStr) -> Result<Self> {
         let flags = bindings::wq_flags_WQ_UNBOUND
             | bindings::wq_flags_WQ_MEM_RECLAIM
