@@ -266,6 +266,8 @@ pub(crate) struct Limits {
     pub(crate) max_text: usize,
     /// The protocols kchat listens for: history keeps each message rendered for all of them.
     pub(crate) protocols: [bool; Protocol::COUNT],
+    /// Whether room messages are written into page-backed logs and spliced.
+    pub(crate) zerocopy: bool,
 }
 
 /// A member as the stats view shows it: with its label and its first room.

@@ -140,8 +140,9 @@ pub(crate) struct Client {
     /// Frames being sent: the shard loop moves `tx` here whole (a swap) and sends from it,
     /// so broadcasters never wait for a send.
     out: LockedBy<TxQueue, Owner>,
-    /// Unsent bytes in `out`, for the slow-consumer check without the shard's lock.
-    out_bytes: Atomic<usize>,
+    /// What `out` is charged ([`TxQueue::charge`]), for the slow-consumer check without the
+    /// shard's lock.
+    out_charge: Atomic<usize>,
     /// The label the chat shows, as this client's relayed frames carry it: a copy of the
     /// chat core's, which is changed (by `/nick`, from the shard loop) before this one.
     #[pin]
@@ -218,7 +219,7 @@ impl Client {
                 heard_ns: Atomic::new(now),
                 irc_state: Atomic::new(IRC_UNREGISTERED),
                 tx <- new_mutex!(TxQueue::new(), "Client::tx"),
-                out_bytes: Atomic::new(0),
+                out_charge: Atomic::new(0),
                 label <- new_spinlock!(Label::from_addr(*peer), "Client::label"),
                 member_id: Atomic::new(u32::MAX),
                 close: Atomic::new(0),
@@ -279,9 +280,10 @@ impl Client {
         }
     }
 
-    /// Bytes waiting in this client's send queue (for the stats view).
+    /// Bytes waiting in this client's send queue, as the slow-consumer limit counts them
+    /// ([`TxQueue::charge`]), for the stats view.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.tx.lock().bytes() + self.out_bytes.load(Relaxed)
+        self.tx.lock().charge() + self.out_charge.load(Relaxed)
     }
 
     /// Memory charged to the socket's send queue, data not yet acknowledged included (for the

@@ -21,9 +21,16 @@ use kernel::{
     },
 };
 
-use crate::label::{
-    Label,
-    MAX_LABEL_LEN, //
+use crate::{
+    label::{
+        Label,
+        MAX_LABEL_LEN, //
+    },
+    net::Segment,
+    pages::{
+        LogSlice,
+        LogWriter, //
+    },
 };
 
 /// Length of the frame header.
@@ -199,12 +206,24 @@ impl FrameReader {
 
 /// A frame to send: built once, shared by every recipient through an `Arc`.
 pub(crate) struct Frame {
-    buf: Buf,
-    /// Where the frame starts in `buf` (relayed frames use only part of the headroom).
-    start: usize,
+    store: Store,
+}
+
+/// Where a frame's bytes are.
+enum Store {
+    /// In its own buffer, from `start` (relayed frames use only part of the headroom).
+    Buf { buf: Buf, start: usize },
+    /// In a page-backed log ([`Frame::sealed`]), which sends splice rather than copy.
+    Log(LogSlice),
 }
 
 impl Frame {
+    fn in_buf(buf: Buf, start: usize) -> Self {
+        Self {
+            store: Store::Buf { buf, start },
+        }
+    }
+
     /// Builds the relayed frame `LABEL: payload` in the payload's headroom.
     pub(crate) fn relay(payload: Payload, label: &Label) -> Result<Self> {
         let mut buf = payload.buf;
@@ -217,7 +236,7 @@ impl Frame {
             buf[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }
-        Ok(Self { buf, start })
+        Ok(Self::in_buf(buf, start))
     }
 
     /// A frame carrying server text (notices and errors), formatted from `args`.
@@ -229,20 +248,50 @@ impl Frame {
 
     /// A frame that is already wire bytes (IRC lines).
     pub(crate) fn raw(bytes: KVVec<u8>) -> Self {
-        Self {
-            buf: Buf::new(bytes),
-            start: 0,
+        Self::in_buf(Buf::new(bytes), 0)
+    }
+
+    /// The same bytes written into `log`, if they belong there (a frame in its own buffer, of at
+    /// most [`crate::pages::MAX_LOG_FRAME`] bytes). `Ok(None)`: keep this one.
+    pub(crate) fn sealed(&self, log: &mut LogWriter) -> Result<Option<Frame>> {
+        if matches!(self.store, Store::Log(_)) {
+            return Ok(None);
         }
+        Ok(log.append(self.as_bytes())?.map(|slice| Self {
+            store: Store::Log(slice),
+        }))
     }
 
     /// The frame as it goes on the wire.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
+        match &self.store {
+            Store::Buf { buf, start } => &buf[*start..],
+            Store::Log(slice) => slice.as_bytes(),
+        }
+    }
+
+    /// The bytes from `skip` on, as a send takes them: copied, or spliced from a log page.
+    pub(crate) fn segment(&self, skip: usize) -> Segment<'_> {
+        match &self.store {
+            Store::Buf { buf, start } => Segment::Copy(&buf[*start + skip..]),
+            Store::Log(slice) => Segment::Splice(slice, skip),
+        }
+    }
+
+    /// The log page holding the frame, if it is in one (see [`LogSlice::page_id`]).
+    pub(crate) fn page_id(&self) -> Option<usize> {
+        match &self.store {
+            Store::Buf { .. } => None,
+            Store::Log(slice) => Some(slice.page_id()),
+        }
     }
 
     /// Length on the wire.
     pub(crate) fn len(&self) -> usize {
-        self.buf.len() - self.start
+        match &self.store {
+            Store::Buf { buf, start } => buf.len() - start,
+            Store::Log(slice) => slice.len(),
+        }
     }
 }
 
@@ -294,10 +343,7 @@ impl TextFrame {
         }
         let len = u32::try_from(self.buf.len() - HEADER_LEN).map_err(|_| EMSGSIZE)?;
         self.buf[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
-        Ok(Frame {
-            buf: Buf::new(self.buf),
-            start: 0,
-        })
+        Ok(Frame::in_buf(Buf::new(self.buf), 0))
     }
 }
 

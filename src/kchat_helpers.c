@@ -8,6 +8,7 @@
  * in the style of the rust/helpers files; all logic stays in Rust (src/net.rs).
  */
 
+#include <linux/mm.h>
 #include <linux/net.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -102,4 +103,14 @@ void kchat_sk_set_v6only(struct sock *sk, bool v6only)
 	lock_sock(sk);
 	sk->sk_ipv6only = v6only;
 	release_sock(sk);
+}
+
+/*
+ * page_address() is a macro or an inline function depending on the
+ * configuration. kchat's log pages are order-0 GFP_KERNEL pages, in the
+ * direct map: the address stays valid while the page is allocated.
+ */
+void *kchat_page_address(struct page *page)
+{
+	return page_address(page);
 }

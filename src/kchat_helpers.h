@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Declarations of kchat_helpers.c. The Rust side declares the same
- * functions by hand in src/net.rs (mod ffi): keep the two in step.
+ * functions by hand in src/net.rs and src/pages.rs (mod ffi): keep them
+ * in step.
  */
 #ifndef KCHAT_HELPERS_H
 #define KCHAT_HELPERS_H
 
 #include <linux/types.h>
 
+struct page;
 struct sock;
 
 /* Callback pointers of a socket, as saved before kchat replaces them. */
@@ -29,5 +31,6 @@ bool kchat_sk_is_listener(struct sock *sk);
 bool kchat_sk_stream_writeable(struct sock *sk);
 int kchat_sk_wmem_queued(struct sock *sk);
 void kchat_sk_set_v6only(struct sock *sk, bool v6only);
+void *kchat_page_address(struct page *page);
 
 #endif /* KCHAT_HELPERS_H */

@@ -20,6 +20,7 @@ mod label;
 mod log;
 mod native;
 mod net;
+mod pages;
 mod params;
 mod server;
 mod shard;
@@ -105,6 +106,11 @@ module! {
             description: "seconds of silence before an IRC client is pinged, and again before \
                           it is dropped; also the time to register (default 120, range 5..=3600)",
         },
+        zerocopy: bool {
+            default: crate::params::ZEROCOPY.default != 0,
+            description: "write room messages once into page-backed logs and splice them to \
+                          every recipient, instead of copying them into each socket (default true)",
+        },
     },
 }
 
@@ -123,6 +129,7 @@ fn read_params() -> Params {
         max_rooms: module_parameters::max_rooms.value(),
         irc_port: module_parameters::irc_port.value(),
         irc_ping: module_parameters::irc_ping.value(),
+        zerocopy: module_parameters::zerocopy.value(),
     }
 }
 

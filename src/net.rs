@@ -4,7 +4,7 @@
 //!
 //! 7.3 has no Rust socket abstraction (`rust/kernel/net` holds only `phy` and `netlink`), so
 //! this file wraps the few calls kchat needs: [`Socket::listen_tcp`], non-blocking
-//! [`Socket::accept`], [`Socket::recv`] and [`Socket::send_vectored`], [`Socket::shutdown`] and the
+//! [`Socket::accept`], [`Socket::recv`] and [`Socket::send_segments`] (copying or splicing log pages), [`Socket::shutdown`] and the
 //! peer address. The socket callbacks (`sk_data_ready` and friends) are in [`callbacks`].
 //!
 //! Every call here is non-blocking (`MSG_DONTWAIT`, `O_NONBLOCK`): kchat runs on a workqueue
@@ -24,6 +24,7 @@ use kernel::{
     sync::atomic::Atomic, //
 };
 
+use crate::pages::LogSlice;
 use callbacks::Callbacks;
 pub(crate) use callbacks::{
     Role,
@@ -204,24 +205,41 @@ impl SockAddr {
     }
 }
 
-/// Room for the buffers of one [`Socket::send_vectored`]: one send carries as many frames as this
-/// holds, so a shard loop keeps a large one ([`IoVecs::BATCH`] entries) for all its sends.
-pub(crate) struct IoVecs {
-    /// The large table, or empty for a small one.
-    heap: KVec<bindings::kvec>,
-    /// The small table.
-    inline: [bindings::kvec; 4],
+/// Part of a frame to send: bytes to copy into the socket, or a sealed range of a log page to
+/// splice into it (the skb takes a page reference; nothing is copied).
+pub(crate) enum Segment<'a> {
+    Copy(&'a [u8]),
+    /// A log slice, from the given offset within it.
+    Splice(&'a LogSlice, usize),
 }
 
-// SAFETY: The table's pointers are written and read only within one `Socket::send_vectored` call,
-// which borrows what they point at for its duration; between calls they are stale and never
-// dereferenced, so moving the table to another thread shares nothing.
+/// Room for the buffers of one [`Socket::send_segments`]: one send carries as many frames as
+/// this holds, so a shard loop keeps a large one ([`IoVecs::BATCH`] entries) for all its sends.
+pub(crate) struct IoVecs {
+    /// The large tables, or empty for small ones.
+    heap: KVec<bindings::kvec>,
+    heap_pages: KVec<bindings::bio_vec>,
+    /// The small tables.
+    inline: [bindings::kvec; 4],
+    inline_pages: [bindings::bio_vec; 4],
+}
+
+// SAFETY: The tables' pointers are written and read only within one `Socket::send_segments`
+// call, which borrows what they point at for its duration; between calls they are stale and
+// never dereferenced, so moving the tables to another thread shares nothing.
 unsafe impl Send for IoVecs {}
 
 /// An unused buffer entry.
 const NO_KVEC: bindings::kvec = bindings::kvec {
     iov_base: core::ptr::null_mut(),
     iov_len: 0,
+};
+
+/// An unused page entry.
+const NO_BVEC: bindings::bio_vec = bindings::bio_vec {
+    bv_page: core::ptr::null_mut(),
+    bv_len: 0,
+    bv_offset: 0,
 };
 
 impl IoVecs {
@@ -232,7 +250,9 @@ impl IoVecs {
     pub(crate) fn new(flags: kernel::alloc::Flags) -> Result<Self> {
         Ok(Self {
             heap: KVec::from_elem(NO_KVEC, Self::BATCH, flags)?,
+            heap_pages: KVec::from_elem(NO_BVEC, Self::BATCH, flags)?,
             inline: [NO_KVEC; 4],
+            inline_pages: [NO_BVEC; 4],
         })
     }
 
@@ -240,7 +260,9 @@ impl IoVecs {
     pub(crate) fn small() -> Self {
         Self {
             heap: KVec::new(),
+            heap_pages: KVec::new(),
             inline: [NO_KVEC; 4],
+            inline_pages: [NO_BVEC; 4],
         }
     }
 
@@ -249,6 +271,14 @@ impl IoVecs {
             &mut self.inline
         } else {
             &mut self.heap
+        }
+    }
+
+    fn page_slots(&mut self) -> &mut [bindings::bio_vec] {
+        if self.heap_pages.is_empty() {
+            &mut self.inline_pages
+        } else {
+            &mut self.heap_pages
         }
     }
 }
@@ -385,13 +415,103 @@ impl Socket {
         usize::try_from(n).map_err(|_| EINVAL)
     }
 
-    /// Sends as much of `bufs` (as many of them as `iov` has room for) as the socket takes
-    /// now, in one `kernel_sendmsg`.
+    /// Sends as much of `segs` as the socket takes now, in one send: the leading segments to
+    /// copy (as many as `iov` has room for) with `kernel_sendmsg`, or else the leading
+    /// segments to splice with `sock_sendmsg(MSG_SPLICE_PAGES)`, ranges that continue each
+    /// other on one page merged into one `bio_vec`. Call again for the rest.
     ///
     /// Returns the bytes sent, which may be fewer than given; `EAGAIN` if none fit. TCP then
     /// calls `sk_write_space` when room frees up. `MSG_NOSIGNAL`: a reset peer must not send
     /// SIGPIPE to the kworker.
-    pub(crate) fn send_vectored<'a>(
+    pub(crate) fn send_segments<'a>(
+        &self,
+        iov: &mut IoVecs,
+        segs: impl Iterator<Item = Segment<'a>>,
+    ) -> Result<usize> {
+        let mut segs = segs.peekable();
+        match segs.peek() {
+            None => Ok(0),
+            Some(Segment::Copy(_)) => self.send_vectored(
+                iov,
+                segs.map_while(|s| match s {
+                    Segment::Copy(b) => Some(b),
+                    Segment::Splice(..) => None,
+                }),
+            ),
+            Some(Segment::Splice(..)) => self.splice(
+                iov,
+                segs.map_while(|s| match s {
+                    Segment::Splice(slice, skip) => Some((slice, skip)),
+                    Segment::Copy(_) => None,
+                }),
+            ),
+        }
+    }
+
+    /// Splices the log ranges `slices` (each from its offset) in one `sock_sendmsg`.
+    fn splice<'a>(
+        &self,
+        iov: &mut IoVecs,
+        slices: impl Iterator<Item = (&'a LogSlice, usize)>,
+    ) -> Result<usize> {
+        let slots = iov.page_slots();
+        let mut total = 0usize;
+        let mut n = 0;
+        for (slice, skip) in slices {
+            let skip = skip.min(slice.len());
+            let (page, at, len) = (slice.raw_page(), slice.offset() + skip, slice.len() - skip);
+            if len == 0 {
+                continue;
+            }
+            // Both within one page: they fit in u32.
+            let (at, len) = (at as u32, len as u32);
+            let cap = slots.len();
+            match slots[..n].last_mut() {
+                Some(v) if v.bv_page == page && v.bv_offset + v.bv_len == at => v.bv_len += len,
+                _ if n == cap => break,
+                _ => {
+                    slots[n] = bindings::bio_vec {
+                        bv_page: page,
+                        bv_len: len,
+                        bv_offset: at,
+                    };
+                    n += 1;
+                }
+            }
+            total += len as usize;
+        }
+        if total == 0 {
+            return Ok(0);
+        }
+        let mut msg = bindings::msghdr {
+            msg_flags: bindings::MSG_SPLICE_PAGES | bindings::MSG_DONTWAIT | bindings::MSG_NOSIGNAL,
+            ..Default::default()
+        };
+        // SAFETY: `msg.msg_iter` is a plain struct that `iov_iter_bvec` initialises; the first
+        // `n` entries of `slots` describe `total` bytes of pages.
+        unsafe {
+            bindings::iov_iter_bvec(
+                &mut msg.msg_iter,
+                bindings::ITER_SOURCE,
+                slots.as_ptr(),
+                n,
+                total,
+            )
+        };
+        // SAFETY: The socket is valid by the type invariant. Each `bio_vec` names a range of a
+        // log page that its `LogSlice`, borrowed from `slices` for the whole call, keeps
+        // allocated, and whose bytes are sealed: they never change, so TCP may keep referring
+        // to them (it takes a page reference per fragment, `skb_append_pagefrags`) until the
+        // data is acknowledged. The pages are order-0 page-allocator pages, not slab, as
+        // `MSG_SPLICE_PAGES` requires (`sendpage_ok`).
+        let sent = unsafe { bindings::sock_sendmsg(self.ptr.as_ptr(), &mut msg) };
+        to_result(sent)?;
+        usize::try_from(sent).map_err(|_| EINVAL)
+    }
+
+    /// Sends as much of `bufs` (as many of them as `iov` has room for) as the socket takes
+    /// now, in one `kernel_sendmsg`; see [`Socket::send_segments`].
+    fn send_vectored<'a>(
         &self,
         iov: &mut IoVecs,
         bufs: impl Iterator<Item = &'a [u8]>,

@@ -49,6 +49,7 @@ specs! {
     MAX_ROOMS "max_rooms": 1000, 1, 100_000;
     IRC_PORT "irc_port": 6667, 0, 65535;
     IRC_PING "irc_ping": 120, 5, 3600;
+    ZEROCOPY "zerocopy": 1, 0, 1;
 }
 
 // Every default and maximum fits the parameter's type (`module!` takes the defaults with
@@ -89,11 +90,14 @@ pub(crate) struct Params {
     /// Seconds of silence before an IRC client is sent a `PING` (and as many again before it
     /// is dropped); also how long it has to register.
     pub(crate) irc_ping: u32,
+    /// Whether room messages are written once into page-backed logs and spliced to every
+    /// recipient (`MSG_SPLICE_PAGES`) rather than copied into each socket.
+    pub(crate) zerocopy: bool,
 }
 
 impl Params {
     /// Every numeric parameter with its value.
-    fn values(&self) -> [(&'static Spec, u64); 12] {
+    fn values(&self) -> [(&'static Spec, u64); 13] {
         [
             (&PORT, self.port.into()),
             (&BACKLOG, self.backlog.into()),
@@ -107,6 +111,7 @@ impl Params {
             (&MAX_ROOMS, self.max_rooms.into()),
             (&IRC_PORT, self.irc_port.into()),
             (&IRC_PING, self.irc_ping.into()),
+            (&ZEROCOPY, self.zerocopy.into()),
         ]
     }
 
@@ -169,6 +174,7 @@ mod tests {
             max_rooms: MAX_ROOMS.default as u32,
             irc_port: IRC_PORT.default as u16,
             irc_ping: IRC_PING.default as u32,
+            zerocopy: ZEROCOPY.default != 0,
         }
     }
 

@@ -136,6 +136,7 @@ impl Server {
             notices: params.notices,
             max_text: params.max_msg_len as usize,
             protocols: [true, params.irc_port != 0],
+            zerocopy: params.zerocopy,
         })?;
         Arc::pin_init(
             try_pin_init!(Self {

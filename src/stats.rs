@@ -36,6 +36,8 @@ pub(crate) struct Stats {
     /// how much each send batches.
     pub(crate) sends: Atomic<u64>,
     pub(crate) sent_frames: Atomic<u64>,
+    /// Sends that spliced log pages (`MSG_SPLICE_PAGES`) rather than copying.
+    pub(crate) spliced_sends: Atomic<u64>,
     /// Calls to `kernel_recvmsg` that returned data.
     pub(crate) recvs: Atomic<u64>,
     /// Rooms that exist now, `#lobby` included.
@@ -62,6 +64,7 @@ impl Stats {
             throttled: Atomic::new(0),
             sends: Atomic::new(0),
             sent_frames: Atomic::new(0),
+            spliced_sends: Atomic::new(0),
             recvs: Atomic::new(0),
             rooms_now: Atomic::new(0),
             rooms_created: Atomic::new(0),
@@ -89,7 +92,7 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, &Atomic<u64>); 16] = [
+        let rows: [(&str, &Atomic<u64>); 17] = [
             ("clients_now", &self.clients_now),
             ("clients_peak", &self.clients_peak),
             ("connections_served", &self.served),
@@ -101,6 +104,7 @@ impl fmt::Display for Stats {
             ("clients_throttled", &self.throttled),
             ("sends", &self.sends),
             ("sent_frames", &self.sent_frames),
+            ("spliced_sends", &self.spliced_sends),
             ("recvs", &self.recvs),
             ("rooms_now", &self.rooms_now),
             ("rooms_created", &self.rooms_created),
@@ -116,6 +120,7 @@ impl fmt::Display for Stats {
             "client_object_bytes: {}\n",
             crate::client::object_size()
         ))?;
-        f.write_fmt(fmt!("buffer_bytes: {}\n", crate::frame::buffer_bytes()))
+        f.write_fmt(fmt!("buffer_bytes: {}\n", crate::frame::buffer_bytes()))?;
+        f.write_fmt(fmt!("log_pages: {}\n", crate::pages::log_pages()))
     }
 }

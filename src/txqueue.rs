@@ -8,19 +8,31 @@
 //! that the slow-consumer limit is a comparison. An emptied queue keeps a small ring (up to
 //! [`KEEP_SLOTS`] slots) for the next burst and frees a larger one, so an idle client costs
 //! little queue memory and a busy one does not reallocate on every round.
+//!
+//! Frames in log pages ([`crate::pages`]) keep their page alive while queued, so the queue
+//! also counts the distinct log pages its frames are on ([`TxQueue::pinned_pages`]): the
+//! slow-consumer rule charges a client for those pages as well as for its bytes.
 
 use kernel::{
+    page::PAGE_SIZE,
     prelude::*,
     sync::Arc, //
 };
 
-use crate::frame::Frame;
+use crate::{
+    frame::Frame,
+    net::Segment, //
+};
 
 /// Slots allocated for the first frame; the ring doubles from there.
 const INITIAL_SLOTS: usize = 16;
 
 /// The largest ring an emptied queue keeps (512 bytes of slots).
 const KEEP_SLOTS: usize = 64;
+
+/// Log pages a queue keeps without being charged for them (one current page for each of a
+/// few rooms); see [`TxQueue::charge`].
+const FREE_PAGES: usize = 4;
 
 /// Frames waiting to be sent, oldest first.
 pub(crate) struct TxQueue {
@@ -34,6 +46,10 @@ pub(crate) struct TxQueue {
     offset: usize,
     /// Bytes queued and not yet sent.
     bytes: usize,
+    /// The log pages the queued frames are on, oldest first, with how many frames each: a
+    /// queue's frames come from few logs, in order, so the page sought is nearly always the
+    /// last (when pushing) or the first (when sending). Emptied with the queue.
+    pins: KVec<(usize, u32)>,
 }
 
 impl TxQueue {
@@ -45,7 +61,25 @@ impl TxQueue {
             len: 0,
             offset: 0,
             bytes: 0,
+            pins: KVec::new(),
         }
+    }
+
+    /// Distinct log pages the queued frames are on.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn pinned_pages(&self) -> usize {
+        self.pins.len()
+    }
+
+    /// What the queue costs, for the slow-consumer limit: its bytes, or half a page for each
+    /// log page it keeps alive beyond the first [`FREE_PAGES`] if that is more. A log frame is
+    /// at most half a page and frames are packed, so a queue of a few rooms' messages pins at
+    /// most about twice its bytes and is charged its bytes; a queue whose frames are scattered
+    /// over many pages (a client that joins and leaves a busy room, say) is charged for the
+    /// pages it keeps, so that it pins at most twice `max_queue_bytes` plus [`FREE_PAGES`].
+    pub(crate) fn charge(&self) -> usize {
+        let pages = self.pins.len().saturating_sub(FREE_PAGES);
+        self.bytes.max(pages * (PAGE_SIZE / 2))
     }
 
     /// Bytes queued and not yet sent.
@@ -63,11 +97,34 @@ impl TxQueue {
         if self.len == self.slots.len() {
             self.grow()?;
         }
+        if let Some(id) = frame.page_id() {
+            self.pin(id)?;
+        }
         let mask = self.slots.len() - 1;
         self.bytes += frame.len();
         self.slots[(self.head + self.len) & mask] = Some(frame);
         self.len += 1;
         Ok(())
+    }
+
+    /// Counts one more frame on page `id`.
+    fn pin(&mut self, id: usize) -> Result {
+        if let Some(p) = self.pins.iter_mut().rev().find(|p| p.0 == id) {
+            p.1 += 1;
+            return Ok(());
+        }
+        self.pins.push((id, 1), GFP_KERNEL | __GFP_NOWARN)?;
+        Ok(())
+    }
+
+    /// Counts one frame fewer on page `id`.
+    fn unpin(&mut self, id: usize) {
+        if let Some(i) = self.pins.iter().position(|p| p.0 == id) {
+            self.pins[i].1 -= 1;
+            if self.pins[i].1 == 0 {
+                let _ = self.pins.remove(i);
+            }
+        }
     }
 
     /// Doubles the ring, keeping the frames in order at the start of the new storage.
@@ -85,12 +142,12 @@ impl TxQueue {
     }
 
     /// The unsent bytes of up to `max` frames from the front, in order.
-    pub(crate) fn front(&self, max: usize) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn front(&self, max: usize) -> impl Iterator<Item = Segment<'_>> {
         let mask = self.slots.len().wrapping_sub(1);
         (0..self.len.min(max)).filter_map(move |i| {
             let frame = self.slots[(self.head + i) & mask].as_ref()?;
             let skip = if i == 0 { self.offset } else { 0 };
-            Some(&frame.as_bytes()[skip..])
+            Some(frame.segment(skip))
         })
     }
 
@@ -104,12 +161,15 @@ impl TxQueue {
             let Some(frame) = self.slots[self.head].as_ref() else {
                 break;
             };
-            let left = frame.len() - self.offset;
+            let (left, page) = (frame.len() - self.offset, frame.page_id());
             if sent < left {
                 self.offset += sent;
                 return done;
             }
             sent -= left;
+            if let Some(id) = page {
+                self.unpin(id);
+            }
             self.slots[self.head] = None;
             self.head = (self.head + 1) & mask;
             self.len -= 1;
@@ -120,6 +180,7 @@ impl TxQueue {
             self.head = 0;
             self.offset = 0;
             self.bytes = 0;
+            self.pins = KVec::new();
             if self.slots.len() > KEEP_SLOTS {
                 self.slots = KVec::new();
             }
@@ -140,12 +201,14 @@ impl TxQueue {
         self.len = 0;
         self.offset = 0;
         self.bytes = 0;
+        self.pins = KVec::new();
     }
 }
 
 #[kunit_tests(kchat_txqueue)]
 mod tests {
     use super::*;
+    use crate::pages::LogWriter;
 
     fn frame(n: usize) -> Result<Arc<Frame>> {
         // A text frame of 4 + n bytes.
@@ -155,8 +218,15 @@ mod tests {
         Ok(Arc::new(f, GFP_KERNEL)?)
     }
 
+    fn seg_len(s: Segment<'_>) -> usize {
+        match s {
+            Segment::Copy(b) => b.len(),
+            Segment::Splice(slice, skip) => slice.len() - skip,
+        }
+    }
+
     fn front_len(q: &TxQueue) -> usize {
-        q.front(usize::MAX).map(<[u8]>::len).sum()
+        q.front(usize::MAX).map(seg_len).sum()
     }
 
     #[test]
@@ -192,6 +262,47 @@ mod tests {
         Ok(())
     }
 
+    /// A frame of 4 + n bytes in `log`.
+    fn logged(log: &mut LogWriter, n: usize) -> Result<Arc<Frame>> {
+        let f = frame(n)?.sealed(log)?.ok_or(EINVAL)?;
+        Ok(Arc::new(f, GFP_KERNEL)?)
+    }
+
+    #[test]
+    fn counts_log_pages() -> Result {
+        let mut log = LogWriter::new();
+        let mut other = LogWriter::new();
+        let mut q = TxQueue::new();
+        // Frames of two logs, interleaved: two pages, charged their bytes.
+        for n in 0..10 {
+            q.push(logged(&mut log, n)?)?;
+            q.push(logged(&mut other, n)?)?;
+        }
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 2);
+        let charged = q.charge() == q.bytes();
+        assert!(charged);
+        // One frame on each of many pages (each log moved on meanwhile): charged for pages.
+        for _ in 0..20 {
+            let mut fresh = LogWriter::new();
+            q.push(logged(&mut fresh, 1)?)?;
+        }
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 22);
+        let charge = q.charge();
+        assert_eq!(charge, (22 - FREE_PAGES) * (PAGE_SIZE / 2));
+        // Sending the first 20 frames releases the first two pages' counts in turn.
+        let first: usize = q.front(20).map(seg_len).sum();
+        q.advance(first);
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 20);
+        let all = q.bytes();
+        q.advance(all);
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 0);
+        Ok(())
+    }
+
     #[test]
     fn wraps_around() -> Result {
         let mut q = TxQueue::new();
@@ -199,7 +310,7 @@ mod tests {
             q.push(frame(round % 5)?)?;
             q.push(frame(1)?)?;
             // Send the older of the two whole frames.
-            let first = q.front(1).next().map_or(0, <[u8]>::len);
+            let first = q.front(1).next().map_or(0, seg_len);
             q.advance(first);
             let len = q.len;
             assert_eq!(len, round + 1);

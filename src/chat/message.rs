@@ -12,7 +12,8 @@ use super::Origin;
 use crate::{
     frame::Frame,
     frontend::Protocol,
-    label::RoomName, //
+    label::RoomName,
+    pages::LogWriter, //
 };
 
 /// A chat message: shared by every recipient of a protocol and by the room's history.
@@ -65,6 +66,22 @@ impl Message {
     /// Bytes of all its frames.
     pub(crate) fn bytes(&self) -> usize {
         self.frames.iter().flatten().map(|f| f.len()).sum()
+    }
+
+    /// Writes each of its frames into the log of its protocol, where sends splice it from
+    /// (see [`Frame::sealed`]). A frame that does not go into a log (too long, already there,
+    /// or no page to be had) stays as it is, and is copied to each recipient.
+    pub(super) fn seal(&mut self, logs: &mut [LogWriter; Protocol::COUNT]) {
+        for (slot, log) in self.frames.iter_mut().zip(logs.iter_mut()) {
+            let Some(frame) = slot else {
+                continue;
+            };
+            if let Ok(Some(sealed)) = frame.sealed(log) {
+                if let Ok(sealed) = Arc::new(sealed, GFP_KERNEL | __GFP_NOWARN) {
+                    *slot = Some(sealed);
+                }
+            }
+        }
     }
 
     /// Renders the message for `protocol` unless it is already, as sent by `from` to

@@ -346,6 +346,17 @@ impl<M: Member> Core<M> {
                     }
                 }
             }
+            if self.limits.zerocopy {
+                // Written once into the room's logs, to be spliced to every recipient.
+                if let Some(room) = inner.rooms.get_mut(room_id) {
+                    for e in run.iter_mut() {
+                        e.msg.seal(&mut room.logs);
+                    }
+                }
+            }
+            let Some(room) = inner.rooms.get(room_id) else {
+                continue;
+            };
             let mut k = 0;
             for place in room.members.iter() {
                 let Some(m) = inner.members.get(place.id) else {

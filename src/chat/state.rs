@@ -35,6 +35,7 @@ use crate::{
         Label,
         RoomName, //
     },
+    pages::LogWriter,
     stats::Stats,
 };
 
@@ -102,6 +103,9 @@ pub(super) struct Room {
     /// Members of each protocol: a message is rendered only for protocols present.
     pub(super) by_protocol: [u32; Protocol::COUNT],
     pub(super) history: History,
+    /// Where its chat messages are written once, per protocol, to be spliced to every member
+    /// (`zerocopy`); the history holds the newest of them.
+    pub(super) logs: [LogWriter; Protocol::COUNT],
     /// Deliveries of this room's messages.
     pub(super) relayed: u64,
     pub(super) topic: Option<KBox<Topic>>,
@@ -118,6 +122,7 @@ impl Room {
             members: KVec::new(),
             by_protocol: [0; Protocol::COUNT],
             history: History::new(),
+            logs: [const { LogWriter::new() }; Protocol::COUNT],
             relayed: 0,
             topic: None,
             modes,

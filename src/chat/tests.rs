@@ -129,6 +129,7 @@ fn chat(history: u32, max_rooms: u32) -> Result<Pin<KBox<Core<Fake>>>> {
         notices: true,
         max_text: 4096,
         protocols: [true, false],
+        zerocopy: true,
     };
     KBox::pin_init(Core::new(limits)?, GFP_KERNEL)
 }

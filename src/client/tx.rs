@@ -21,7 +21,10 @@ use super::{
 };
 use crate::{
     frame::Frame,
-    net::IoVecs,
+    net::{
+        IoVecs,
+        Segment, //
+    },
     shard::Owner,
     txqueue::TxQueue, //
 };
@@ -37,7 +40,8 @@ impl Client {
 
     /// Queues `frames`, in order, under one lock; returns how many it took and their bytes.
     ///
-    /// A client whose queue would pass `max_queue_bytes` is disconnected as a slow consumer
+    /// A client whose queue would pass `max_queue_bytes` (as [`TxQueue::charge`] counts it:
+    /// bytes, or the log pages they keep) is disconnected as a slow consumer
     /// instead, and takes nothing more; nobody waits for it. A single frame larger than the
     /// limit is still accepted into an empty queue. A client being disconnected takes
     /// nothing (its queue has been emptied for good).
@@ -50,11 +54,11 @@ impl Client {
         if this.is_closing() {
             return (0, 0);
         }
-        let out = this.out_bytes.load(Relaxed);
+        let out = this.out_charge.load(Relaxed);
         let was_empty = tx.is_empty();
         let (mut n, mut bytes) = (0, 0);
         for frame in frames {
-            let queued = tx.bytes() + out;
+            let queued = tx.charge() + out;
             if queued > 0 && queued + frame.len() > max {
                 drop(tx);
                 let reason = CloseReason::SlowConsumer(u32::try_from(queued).unwrap_or(u32::MAX));
@@ -99,7 +103,7 @@ impl Client {
             let before = out.bytes();
             let r = this.flush(iov, out, budget);
             budget = budget.saturating_sub(before - out.bytes());
-            this.out_bytes.store(out.bytes(), Relaxed);
+            this.out_charge.store(out.charge(), Relaxed);
             match r {
                 // Sent everything: look for frames queued meanwhile.
                 Ok(false) if out.is_empty() => continue,
@@ -127,7 +131,8 @@ impl Client {
             if budget == 0 {
                 return Ok(true);
             }
-            let sent = match self.sock.send_vectored(iov, queue.front(IoVecs::BATCH)) {
+            let splice = matches!(queue.front(1).next(), Some(Segment::Splice(..)));
+            let sent = match self.sock.send_segments(iov, queue.front(IoVecs::BATCH)) {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => return Ok(false),
                 Err(e) => return Err(CloseReason::SendError(e.to_errno())),
@@ -136,6 +141,9 @@ impl Client {
             let stats = &self.server.core.stats;
             stats.sends.add(1, Relaxed);
             stats.sent_frames.add(frames as u64, Relaxed);
+            if splice {
+                stats.spliced_sends.add(1, Relaxed);
+            }
             self.bytes_out.add(sent as u64, Relaxed);
             budget = budget.saturating_sub(sent);
         }
@@ -163,7 +171,7 @@ impl Client {
     /// Drops everything queued, for good.
     pub(super) fn clear_queues(&self, owner: &mut Owner) {
         self.out.access_mut(owner).clear();
-        self.out_bytes.store(0, Relaxed);
+        self.out_charge.store(0, Relaxed);
         self.tx.lock().clear();
     }
 }

@@ -279,11 +279,18 @@ fn settle_lobby_history(history: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Log pages that may outlive a case's clients: `#lobby` keeps the page each of its two logs
+/// (native, IRC) writes into, and its settled history may straddle one page boundary more or
+/// one fewer than at the baseline. Every other log page goes with the last frame on it.
+pub const LOG_PAGES_SLACK: u64 = 2;
+
 /// kchat's memory, and the kernel's unreclaimable slab, at a quiet moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     clients_allocated: u64,
     buffer_bytes: u64,
+    /// Pages of kchat's message logs (counted exactly; see [`LOG_PAGES_SLACK`]).
+    log_pages: u64,
     slab_kib: u64,
     /// kchat's `history` parameter: [`settle_lobby_history`] needs it.
     history: u32,
@@ -304,6 +311,7 @@ impl Memory {
         Ok(Self {
             clients_allocated: stat("clients_allocated")?,
             buffer_bytes: stat("buffer_bytes")?,
+            log_pages: stat("log_pages")?,
             slab_kib: meminfo("SUnreclaim")?,
             history,
         })
@@ -323,7 +331,8 @@ impl Memory {
         loop {
             let now = Memory::sample(self.history)?;
             let own = now.clients_allocated == self.clients_allocated
-                && now.buffer_bytes == self.buffer_bytes;
+                && now.buffer_bytes == self.buffer_bytes
+                && now.log_pages <= self.log_pages + LOG_PAGES_SLACK;
             let slab = now.slab_kib <= self.slab_kib + tolerance_kib;
             if own && slab {
                 return Ok(now);

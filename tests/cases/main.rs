@@ -23,6 +23,7 @@ mod module;
 mod rooms;
 mod scenarios;
 mod util;
+mod zerocopy;
 
 use std::{
     panic::{self, AssertUnwindSafe},
@@ -48,6 +49,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(rooms::cases());
     cases.extend(irc::cases());
     cases.extend(limits::cases());
+    cases.extend(zerocopy::cases());
     cases.extend(disconnect::cases());
     cases.extend(scenarios::cases());
     cases.extend(hostile::cases(false));

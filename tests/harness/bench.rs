@@ -188,6 +188,17 @@ const SERVERS: &[Server] = &[
         args: "",
         package: None,
     },
+    // The same module with its plain-copy send path (`zerocopy=0`): what the page-backed
+    // logs and MSG_SPLICE_PAGES change, side by side.
+    Server {
+        label: "kchat-copy",
+        protocol: "kchat",
+        port: 10106,
+        start: "insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 max_clients=20000 trace=0 zerocopy=0",
+        stop: "rmmod kchat",
+        args: "",
+        package: None,
+    },
     Server {
         label: "ref-epoll-t1",
         protocol: "kchat",
@@ -1000,6 +1011,7 @@ fn publish(records: Vec<Value>) -> Vec<Value> {
         };
         for direct in [
             "kchat",
+            "kchat-copy",
             "ref-uring",
             "redis",
             "kchat-irc",
