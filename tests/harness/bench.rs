@@ -51,6 +51,13 @@ const SCENARIOS: &[Scenario] = &[
         args: "--clients 1000 --senders 1000 --payload 64 --messages 6",
         irc: false,
     },
+    // The same with naive readers: each read(2) asks for 64 bytes, less than one frame, so a
+    // server's advantage cannot come from one client's read pattern.
+    Scenario {
+        name: "fanout-1000-reads-64",
+        args: "--clients 1000 --senders 1000 --payload 64 --messages 6 --read-size 64",
+        irc: false,
+    },
     Scenario {
         name: "idle-10000",
         args: "--clients 10100 --senders 100 --payload 64 --messages 4",
@@ -296,8 +303,9 @@ const SERVERS: &[Server] = &[
     },
 ];
 
-/// The servers profiled with `KCHAT_BENCH_PROFILE`, in `fanout-1000`.
-const PROFILED: [&str; 2] = ["kchat", "ref-epoll-t1"];
+/// The servers profiled with `KCHAT_BENCH_PROFILE`, in `fanout-1000`: kchat with and
+/// without its zero-copy path, and the user-space references.
+const PROFILED: [&str; 4] = ["kchat", "kchat-copy", "ref-sendfile-t1", "ref-epoll-t1"];
 
 /// Guest time for one run (one scenario against one server): the longest take about 18 s
 /// on the machine of `docs/bench/`, and a machine several times slower must fit.
@@ -1230,8 +1238,8 @@ mod tests {
         let p = plan(&[], &[], 3);
         let s = p.guest_script();
         assert_eq!(s.matches("\nbench_run ").count(), p.runs());
-        // 6 scenarios x 7 servers, 2 IRC scenarios x 3 IRC servers, 3 rounds.
-        assert_eq!(p.runs(), 144);
+        // 7 scenarios x 8 servers, 2 IRC scenarios x 3 IRC servers, 3 rounds.
+        assert_eq!(p.runs(), 186);
         let run_fn = &s[s.find("bench_run() {").unwrap()..];
         assert!(run_fn[..run_fn.find("\n}\n").unwrap()].contains("KCHAT-BENCH-JSON"));
         assert!(
@@ -1241,8 +1249,8 @@ mod tests {
         assert_eq!(
             s.matches("insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 ")
                 .count(),
-            6,
-            "kchat and kchat-irc, 3 rounds each"
+            9,
+            "kchat, kchat-copy and kchat-irc, 3 rounds each"
         );
         assert_eq!(s.matches("kchat-ref ").count(), 15);
         assert!(!s.contains("bench_run kchat-irc small "));
@@ -1299,7 +1307,7 @@ mod tests {
         let full = plan(&[], &[], 3);
         assert_eq!(
             full.time_needed().as_secs(),
-            120 + 126 * 60 + 18 * 300 + 30 * 15 + 180
+            120 + 168 * 60 + 18 * 300 + 33 * 15 + 180
         );
         let one = plan(&["small"], &["kchat"], 1);
         assert_eq!(one.time_needed().as_secs(), 120 + 60 + 15);
