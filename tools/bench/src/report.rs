@@ -15,6 +15,10 @@ use crate::{chart, options::ReportOptions, record::Record};
 /// The server names that mean kchat itself: its own protocol, and its IRC port.
 pub(crate) const KCHAT: [&str; 2] = ["kchat", "kchat-irc"];
 
+/// kchat itself with another configuration (`kchat-copy`: the plain-copy send path), shown in
+/// the tables but never taken for a reference.
+const KCHAT_VARIANTS: [&str; 1] = ["kchat-copy"];
+
 /// True if `server` is kchat itself.
 fn is_kchat(server: &str) -> bool {
     KCHAT.contains(&server)
@@ -203,7 +207,8 @@ fn best_reference(
     let refs = sc
         .cells
         .iter()
-        .filter(|c| !is_kchat(&c.server) && c.runs > 0);
+        .filter(|c| !is_kchat(&c.server) && !KCHAT_VARIANTS.contains(&c.server.as_str()))
+        .filter(|c| c.runs > 0);
     let (best, v) = refs
         .filter_map(|c| metric(c).map(|v| (c, v)))
         .filter(|(_, v)| *v > 0.0)
