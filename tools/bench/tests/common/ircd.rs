@@ -11,16 +11,20 @@ use std::{
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{Arc, Mutex},
     thread,
+    time::{Duration, Instant},
 };
 
 use kchat_proto::irc::{LineSplitter, Message, MAX_LINE};
+
+/// How long a client has to answer a PING.
+const PING_GRACE: Duration = Duration::from_secs(5);
 
 /// How the server behaves; the default is a plain correct server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ircd {
     /// Welcome a client only once it answered a PING, then PING it after every this many
     /// messages relayed to it; a client with a PING unanswered when the next is due is
-    /// dropped (`ERROR :Ping timeout`).
+    /// dropped (`ERROR :Ping timeout`) if that PING is older than [`PING_GRACE`].
     pub ping_every: Option<usize>,
     /// Send a NOTICE and a numeric to a client after every third message relayed to it.
     pub chatter: bool,
@@ -37,9 +41,9 @@ struct Client {
     welcomed: bool,
     channels: Vec<String>,
     stream: TcpStream,
-    /// Messages relayed to it, and whether its last PING is unanswered.
+    /// Messages relayed to it, and when its last PING went out if it is unanswered.
     relayed: usize,
-    ping_due: bool,
+    ping_due: Option<Instant>,
 }
 
 /// Everything the client threads share; every write happens under its lock, so each
@@ -92,7 +96,7 @@ impl Ircd {
                     channels: Vec::new(),
                     stream: stream.try_clone().expect("clone"),
                     relayed: 0,
-                    ping_due: false,
+                    ping_due: None,
                 });
                 let state = state.clone();
                 thread::spawn(move || self.serve(id, stream, &state));
@@ -130,11 +134,11 @@ impl Ircd {
             b"NICK" => me.nick = text(0),
             b"USER" if self.ping_every.is_some() => {
                 me.send(&format!("PING :auth{id}"));
-                me.ping_due = true;
+                me.ping_due = Some(Instant::now());
             }
             b"USER" => me.welcome(),
             b"PONG" => {
-                me.ping_due = false;
+                me.ping_due = None;
                 if !me.welcomed {
                     me.welcome();
                 }
@@ -199,13 +203,20 @@ impl Ircd {
                 c.numeric("372", ":- more of the MOTD");
             }
             if self.ping_every.is_some_and(|n| c.relayed % n == 0) {
-                if c.ping_due {
-                    c.send("ERROR :Closing link (Ping timeout)");
-                    let _ = c.stream.shutdown(Shutdown::Both);
-                    continue;
+                match c.ping_due {
+                    // As a real server, it gives a client time to answer, not a number of
+                    // messages: a loaded machine may relay 50 before the client reads one.
+                    Some(sent) if sent.elapsed() > PING_GRACE => {
+                        c.send("ERROR :Closing link (Ping timeout)");
+                        let _ = c.stream.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        c.send(&format!("PING :{SERVER}"));
+                        c.ping_due = Some(Instant::now());
+                    }
                 }
-                c.send(&format!("PING :{SERVER}"));
-                c.ping_due = true;
             }
         }
     }
