@@ -274,15 +274,19 @@ impl Frame {
     pub(crate) fn segment(&self, skip: usize) -> Segment<'_> {
         match &self.store {
             Store::Buf { buf, start } => Segment::Copy(&buf[*start + skip..]),
-            Store::Log(slice) => Segment::Splice(slice, skip),
+            Store::Log(slice) => Segment::Splice {
+                page: slice.page(),
+                at: slice.offset() + skip,
+                len: slice.len() - skip,
+            },
         }
     }
 
-    /// The log page holding the frame, if it is in one (see [`LogSlice::page_id`]).
-    pub(crate) fn page_id(&self) -> Option<usize> {
+    /// Where the frame is in a log, if it is in one.
+    pub(crate) fn log_slice(&self) -> Option<&LogSlice> {
         match &self.store {
             Store::Buf { .. } => None,
-            Store::Log(slice) => Some(slice.page_id()),
+            Store::Log(slice) => Some(slice),
         }
     }
 

@@ -24,7 +24,7 @@ use kernel::{
     sync::atomic::Atomic, //
 };
 
-use crate::pages::LogSlice;
+use crate::pages::LogPage;
 use callbacks::Callbacks;
 pub(crate) use callbacks::{
     Role,
@@ -209,8 +209,12 @@ impl SockAddr {
 /// splice into it (the skb takes a page reference; nothing is copied).
 pub(crate) enum Segment<'a> {
     Copy(&'a [u8]),
-    /// A log slice, from the given offset within it.
-    Splice(&'a LogSlice, usize),
+    /// `len` sealed bytes of a log page, from `at`.
+    Splice {
+        page: &'a LogPage,
+        at: usize,
+        len: usize,
+    },
 }
 
 /// Room for the buffers of one [`Socket::send_segments`]: one send carries as many frames as
@@ -435,31 +439,35 @@ impl Socket {
                 iov,
                 segs.map_while(|s| match s {
                     Segment::Copy(b) => Some(b),
-                    Segment::Splice(..) => None,
+                    Segment::Splice { .. } => None,
                 }),
             ),
-            Some(Segment::Splice(..)) => self.splice(
+            Some(Segment::Splice { .. }) => self.splice(
                 iov,
                 segs.map_while(|s| match s {
-                    Segment::Splice(slice, skip) => Some((slice, skip)),
+                    Segment::Splice { page, at, len } => Some((page, at, len)),
                     Segment::Copy(_) => None,
                 }),
             ),
         }
     }
 
-    /// Splices the log ranges `slices` (each from its offset) in one `sock_sendmsg`.
+    /// Splices the log ranges `ranges` (page, offset, length) in one `sock_sendmsg`.
     fn splice<'a>(
         &self,
         iov: &mut IoVecs,
-        slices: impl Iterator<Item = (&'a LogSlice, usize)>,
+        ranges: impl Iterator<Item = (&'a LogPage, usize, usize)>,
     ) -> Result<usize> {
         let slots = iov.page_slots();
         let mut total = 0usize;
         let mut n = 0;
-        for (slice, skip) in slices {
-            let skip = skip.min(slice.len());
-            let (page, at, len) = (slice.raw_page(), slice.offset() + skip, slice.len() - skip);
+        for (page, at, len) in ranges {
+            let page = page.raw_page();
+            // A range past its page would let TCP read beyond it: refuse the send (the
+            // client is disconnected) rather than trust the caller.
+            if at + len > kernel::page::PAGE_SIZE {
+                return Err(EINVAL);
+            }
             if len == 0 {
                 continue;
             }
@@ -499,8 +507,8 @@ impl Socket {
             )
         };
         // SAFETY: The socket is valid by the type invariant. Each `bio_vec` names a range of a
-        // log page that its `LogSlice`, borrowed from `slices` for the whole call, keeps
-        // allocated, and whose bytes are sealed: they never change, so TCP may keep referring
+        // log page that the `LogPage` borrowed from `ranges` keeps allocated for the whole call,
+        // and whose bytes are sealed (only sealed ranges are queued to be sent): they never change, so TCP may keep referring
         // to them (it takes a page reference per fragment, `skb_append_pagefrags`) until the
         // data is acknowledged. The pages are order-0 page-allocator pages, not slab, as
         // `MSG_SPLICE_PAGES` requires (`sendpage_ok`).

@@ -85,6 +85,18 @@ impl LogPage {
     }
 }
 
+impl LogPage {
+    /// The page, for a `bio_vec` (a send takes its own reference, and sends only sealed bytes).
+    pub(crate) fn raw_page(&self) -> *mut kernel::bindings::page {
+        self.page.as_ptr()
+    }
+
+    /// Identifies the page among those alive now (to count distinct pages).
+    pub(crate) fn id(&self) -> usize {
+        self.addr.as_ptr() as usize
+    }
+}
+
 impl Drop for LogPage {
     fn drop(&mut self) {
         LOG_PAGES.fetch_sub(1, Relaxed);
@@ -126,14 +138,9 @@ impl LogSlice {
         self.at.into()
     }
 
-    /// The page, for a `bio_vec` (the send takes its own reference; the bytes are sealed).
-    pub(crate) fn raw_page(&self) -> *mut kernel::bindings::page {
-        self.page.page.as_ptr()
-    }
-
-    /// Identifies the page among those alive now (to count distinct pages).
-    pub(crate) fn page_id(&self) -> usize {
-        self.page.addr.as_ptr() as usize
+    /// The page it is on; its bytes `offset()..offset() + len()` are sealed.
+    pub(crate) fn page(&self) -> &Arc<LogPage> {
+        &self.page
     }
 }
 
@@ -210,7 +217,7 @@ mod tests {
         let mut w = LogWriter::new();
         let a = w.append(b"hello")?.ok_or(EINVAL)?;
         let b = w.append(b", world")?.ok_or(EINVAL)?;
-        let same = a.page_id() == b.page_id();
+        let same = a.page().id() == b.page().id();
         assert!(same);
         let (ao, bo) = (a.offset(), b.offset());
         assert_eq!(ao, 0);
@@ -231,9 +238,9 @@ mod tests {
         let second = w.append(&big)?.ok_or(EINVAL)?;
         // Exactly two halves fill the first page; the third starts a new one.
         let third = w.append(b"y")?.ok_or(EINVAL)?;
-        let same = first.page_id() == second.page_id();
+        let same = first.page().id() == second.page().id();
         assert!(same);
-        let moved = third.page_id() != first.page_id() && third.offset() == 0;
+        let moved = third.page().id() != first.page().id() && third.offset() == 0;
         assert!(moved);
         let held = log_pages() - before;
         assert_eq!(held, 2);

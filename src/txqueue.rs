@@ -2,16 +2,20 @@
 
 //! A client's send queue: shared frames waiting to be written to its socket.
 //!
-//! A ring of `Arc<Frame>`: broadcasters push at the back, the shard loop sends from the
-//! front, many frames per send, and [`TxQueue::advance`] drops what the socket took, keeping
-//! the offset into a frame that went out only in part. The queue counts its unsent bytes so
-//! that the slow-consumer limit is a comparison. An emptied queue keeps a small ring (up to
-//! [`KEEP_SLOTS`] slots) for the next burst and frees a larger one, so an idle client costs
-//! little queue memory and a busy one does not reallocate on every round.
+//! A ring of chunks: broadcasters push at the back, the shard loop sends from the front, many
+//! chunks per send, and [`TxQueue::advance`] drops what the socket took, keeping the offset
+//! into a chunk that went out only in part. A chunk is a frame in its own buffer (`Arc`), or a
+//! byte range of a log page ([`crate::pages`]): a log frame that continues the range at the
+//! back of the queue extends it, so a recipient of a room's messages costs one range per page
+//! of the room's log, not a slot and a reference count per message, and a send splices one
+//! `bio_vec` per page. The queue counts its unsent bytes so that the slow-consumer limit is a
+//! comparison. An emptied queue keeps a small ring (up to [`KEEP_SLOTS`] slots) for the next
+//! burst and frees a larger one, so an idle client costs little queue memory and a busy one
+//! does not reallocate on every round.
 //!
-//! Frames in log pages ([`crate::pages`]) keep their page alive while queued, so the queue
-//! also counts the distinct log pages its frames are on ([`TxQueue::pinned_pages`]): the
-//! slow-consumer rule charges a client for those pages as well as for its bytes.
+//! Log ranges keep their page alive while queued, so the queue also counts the distinct log
+//! pages it holds ([`TxQueue::charge`]): the slow-consumer rule charges a client for those pages
+//! as well as for its bytes.
 
 use kernel::{
     page::PAGE_SIZE,
@@ -21,33 +25,75 @@ use kernel::{
 
 use crate::{
     frame::Frame,
-    net::Segment, //
+    net::Segment,
+    pages::LogPage, //
 };
 
-/// Slots allocated for the first frame; the ring doubles from there.
+/// Slots allocated for the first chunk; the ring doubles from there.
 const INITIAL_SLOTS: usize = 16;
 
-/// The largest ring an emptied queue keeps (512 bytes of slots).
+/// The largest ring an emptied queue keeps (1.5 KiB of slots).
 const KEEP_SLOTS: usize = 64;
 
 /// Log pages a queue keeps without being charged for them (one current page for each of a
 /// few rooms); see [`TxQueue::charge`].
 const FREE_PAGES: usize = 4;
 
-/// Frames waiting to be sent, oldest first.
+/// What a slot holds.
+enum Chunk {
+    /// A frame in its own buffer.
+    Frame(Arc<Frame>),
+    /// Consecutive frames of a log page: `len` bytes from `at`, `frames` frames.
+    Log {
+        page: Arc<LogPage>,
+        at: u16,
+        len: u16,
+        frames: u32,
+    },
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Frame(f) => f.len(),
+            Chunk::Log { len, .. } => (*len).into(),
+        }
+    }
+
+    fn frames(&self) -> usize {
+        match self {
+            Chunk::Frame(_) => 1,
+            Chunk::Log { frames, .. } => *frames as usize,
+        }
+    }
+
+    /// The bytes from `skip` on.
+    fn segment(&self, skip: usize) -> Segment<'_> {
+        match self {
+            Chunk::Frame(f) => f.segment(skip),
+            Chunk::Log { page, at, len, .. } => Segment::Splice {
+                page,
+                at: usize::from(*at) + skip,
+                len: usize::from(*len) - skip,
+            },
+        }
+    }
+}
+
+/// Chunks waiting to be sent, oldest first.
 pub(crate) struct TxQueue {
     /// Ring storage; its length (a power of two, or 0) is the capacity.
-    slots: KVec<Option<Arc<Frame>>>,
-    /// Index of the oldest frame.
+    slots: KVec<Option<Chunk>>,
+    /// Index of the oldest chunk.
     head: usize,
-    /// Frames queued.
+    /// Chunks queued.
     len: usize,
-    /// Bytes of the oldest frame already sent.
+    /// Bytes of the oldest chunk already sent.
     offset: usize,
     /// Bytes queued and not yet sent.
     bytes: usize,
-    /// The log pages the queued frames are on, oldest first, with how many frames each: a
-    /// queue's frames come from few logs, in order, so the page sought is nearly always the
+    /// The log pages the queued ranges are on, oldest first, with how many ranges each: a
+    /// queue's ranges come from few logs, in order, so the page sought is nearly always the
     /// last (when pushing) or the first (when sending). Emptied with the queue.
     pins: KVec<(usize, u32)>,
 }
@@ -65,7 +111,7 @@ impl TxQueue {
         }
     }
 
-    /// Distinct log pages the queued frames are on.
+    /// Distinct log pages the queued ranges are on.
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn pinned_pages(&self) -> usize {
         self.pins.len()
@@ -92,22 +138,55 @@ impl TxQueue {
         self.len == 0
     }
 
-    /// Appends a frame.
-    pub(crate) fn push(&mut self, frame: Arc<Frame>) -> Result {
+    /// Appends a frame: a log frame that continues the range at the back extends it; any
+    /// other takes a slot (and a reference).
+    pub(crate) fn push(&mut self, frame: &Arc<Frame>) -> Result {
+        let Some(slice) = frame.log_slice() else {
+            return self.push_chunk(Chunk::Frame(frame.clone()));
+        };
+        if self.len > 0 {
+            let mask = self.slots.len() - 1;
+            if let Some(Chunk::Log {
+                page,
+                at,
+                len,
+                frames,
+            }) = &mut self.slots[(self.head + self.len - 1) & mask]
+            {
+                if Arc::ptr_eq(page, slice.page())
+                    && usize::from(*at) + usize::from(*len) == slice.offset()
+                {
+                    // Within one page: fits in u16.
+                    *len += slice.len() as u16;
+                    *frames += 1;
+                    self.bytes += slice.len();
+                    return Ok(());
+                }
+            }
+        }
+        self.pin(slice.page().id())?;
+        // Offsets and lengths within a page fit in u16.
+        let chunk = Chunk::Log {
+            page: slice.page().clone(),
+            at: slice.offset() as u16,
+            len: slice.len() as u16,
+            frames: 1,
+        };
+        self.push_chunk(chunk).inspect_err(|_| self.unpin(slice.page().id()))
+    }
+
+    fn push_chunk(&mut self, chunk: Chunk) -> Result {
         if self.len == self.slots.len() {
             self.grow()?;
         }
-        if let Some(id) = frame.page_id() {
-            self.pin(id)?;
-        }
         let mask = self.slots.len() - 1;
-        self.bytes += frame.len();
-        self.slots[(self.head + self.len) & mask] = Some(frame);
+        self.bytes += chunk.len();
+        self.slots[(self.head + self.len) & mask] = Some(chunk);
         self.len += 1;
         Ok(())
     }
 
-    /// Counts one more frame on page `id`.
+    /// Counts one more range on page `id`.
     fn pin(&mut self, id: usize) -> Result {
         if let Some(p) = self.pins.iter_mut().rev().find(|p| p.0 == id) {
             p.1 += 1;
@@ -117,7 +196,7 @@ impl TxQueue {
         Ok(())
     }
 
-    /// Counts one frame fewer on page `id`.
+    /// Counts one range fewer on page `id`.
     fn unpin(&mut self, id: usize) {
         if let Some(i) = self.pins.iter().position(|p| p.0 == id) {
             self.pins[i].1 -= 1;
@@ -127,7 +206,7 @@ impl TxQueue {
         }
     }
 
-    /// Doubles the ring, keeping the frames in order at the start of the new storage.
+    /// Doubles the ring, keeping the chunks in order at the start of the new storage.
     fn grow(&mut self) -> Result {
         let cap = (self.slots.len() * 2).max(INITIAL_SLOTS);
         let mut slots = KVec::with_capacity(cap, GFP_KERNEL)?;
@@ -135,46 +214,47 @@ impl TxQueue {
             let at = (self.head + i) & (self.slots.len() - 1);
             slots.push(self.slots[at].take(), GFP_KERNEL)?;
         }
-        slots.extend_with(cap - self.len, None, GFP_KERNEL)?;
+        for _ in self.len..cap {
+            slots.push(None, GFP_KERNEL)?;
+        }
         self.slots = slots;
         self.head = 0;
         Ok(())
     }
 
-    /// The unsent bytes of up to `max` frames from the front, in order.
+    /// The unsent bytes of up to `max` chunks from the front, in order.
     pub(crate) fn front(&self, max: usize) -> impl Iterator<Item = Segment<'_>> {
         let mask = self.slots.len().wrapping_sub(1);
         (0..self.len.min(max)).filter_map(move |i| {
-            let frame = self.slots[(self.head + i) & mask].as_ref()?;
+            let chunk = self.slots[(self.head + i) & mask].as_ref()?;
             let skip = if i == 0 { self.offset } else { 0 };
-            Some(frame.segment(skip))
+            Some(chunk.segment(skip))
         })
     }
 
-    /// Drops `sent` bytes from the front: whole frames, then part of the next one. Returns
-    /// how many frames were completed.
+    /// Drops `sent` bytes from the front: whole chunks, then part of the next one. Returns
+    /// how many frames were completed (a range counts its frames once all of it is sent).
     pub(crate) fn advance(&mut self, mut sent: usize) -> usize {
         let mut done = 0;
         self.bytes -= sent.min(self.bytes);
         while sent > 0 && self.len > 0 {
             let mask = self.slots.len() - 1;
-            let Some(frame) = self.slots[self.head].as_ref() else {
+            let Some(chunk) = self.slots[self.head].as_ref() else {
                 break;
             };
-            let (left, page) = (frame.len() - self.offset, frame.page_id());
+            let left = chunk.len() - self.offset;
             if sent < left {
                 self.offset += sent;
                 return done;
             }
             sent -= left;
-            if let Some(id) = page {
-                self.unpin(id);
+            done += chunk.frames();
+            if let Some(Chunk::Log { page, .. }) = self.slots[self.head].take() {
+                self.unpin(page.id());
             }
-            self.slots[self.head] = None;
             self.head = (self.head + 1) & mask;
             self.len -= 1;
             self.offset = 0;
-            done += 1;
         }
         if self.len == 0 {
             self.head = 0;
@@ -188,13 +268,13 @@ impl TxQueue {
         done
     }
 
-    /// Whether the oldest frame went out in part (a new frame must not be written before it).
+    /// Whether the oldest chunk went out in part (a new frame must not be written before it).
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn mid_frame(&self) -> bool {
         self.offset != 0
     }
 
-    /// Drops every frame and frees the storage.
+    /// Drops every chunk and frees the storage.
     pub(crate) fn clear(&mut self) {
         self.slots = KVec::new();
         self.head = 0;
@@ -221,7 +301,7 @@ mod tests {
     fn seg_len(s: Segment<'_>) -> usize {
         match s {
             Segment::Copy(b) => b.len(),
-            Segment::Splice(slice, skip) => slice.len() - skip,
+            Segment::Splice { len, .. } => len,
         }
     }
 
@@ -233,7 +313,7 @@ mod tests {
     fn push_send_in_pieces() -> Result {
         let mut q = TxQueue::new();
         for n in 0..20 {
-            q.push(frame(n)?)?;
+            q.push(&frame(n)?)?;
         }
         // 20 headers plus 0 + 1 + ... + 19 payload bytes.
         let total = 20 * 4 + 190;
@@ -275,8 +355,8 @@ mod tests {
         let mut q = TxQueue::new();
         // Frames of two logs, interleaved: two pages, charged their bytes.
         for n in 0..10 {
-            q.push(logged(&mut log, n)?)?;
-            q.push(logged(&mut other, n)?)?;
+            q.push(&logged(&mut log, n)?)?;
+            q.push(&logged(&mut other, n)?)?;
         }
         let pages = q.pinned_pages();
         assert_eq!(pages, 2);
@@ -285,7 +365,7 @@ mod tests {
         // One frame on each of many pages (each log moved on meanwhile): charged for pages.
         for _ in 0..20 {
             let mut fresh = LogWriter::new();
-            q.push(logged(&mut fresh, 1)?)?;
+            q.push(&logged(&mut fresh, 1)?)?;
         }
         let pages = q.pinned_pages();
         assert_eq!(pages, 22);
@@ -304,11 +384,49 @@ mod tests {
     }
 
     #[test]
+    fn log_frames_in_a_row_make_one_range() -> Result {
+        let mut log = LogWriter::new();
+        let mut q = TxQueue::new();
+        let a = logged(&mut log, 10)?;
+        let b = logged(&mut log, 20)?;
+        let c = logged(&mut log, 30)?;
+        // A frame of its own buffer between them breaks the range.
+        let own = frame(5)?;
+        for f in [&a, &b, &own, &c] {
+            q.push(f)?;
+        }
+        let chunks = q.len;
+        assert_eq!(chunks, 3);
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 1);
+        let lens: KVec<usize> = {
+            let mut v = KVec::new();
+            for s in q.front(usize::MAX) {
+                v.push(seg_len(s), GFP_KERNEL)?;
+            }
+            v
+        };
+        let expected = [14 + 24, 9, 34];
+        let same = lens.as_slice() == expected;
+        assert!(same);
+        // Half of the range, then the rest: its two frames count when all of it is sent.
+        let done = q.advance(20);
+        assert_eq!(done, 0);
+        let done = q.advance(18);
+        assert_eq!(done, 2);
+        let done = q.advance(9 + 34);
+        assert_eq!(done, 2);
+        let empty = q.is_empty() && q.pinned_pages() == 0;
+        assert!(empty);
+        Ok(())
+    }
+
+    #[test]
     fn wraps_around() -> Result {
         let mut q = TxQueue::new();
         for round in 0..50 {
-            q.push(frame(round % 5)?)?;
-            q.push(frame(1)?)?;
+            q.push(&frame(round % 5)?)?;
+            q.push(&frame(1)?)?;
             // Send the older of the two whole frames.
             let first = q.front(1).next().map_or(0, seg_len);
             q.advance(first);

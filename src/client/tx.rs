@@ -67,7 +67,7 @@ impl Client {
                 }
                 return (n, bytes);
             }
-            if tx.push(frame.clone()).is_err() {
+            if tx.push(frame).is_err() {
                 drop(tx);
                 Self::close(this, CloseReason::NoMemory);
                 return (n, bytes);
@@ -131,7 +131,7 @@ impl Client {
             if budget == 0 {
                 return Ok(true);
             }
-            let splice = matches!(queue.front(1).next(), Some(Segment::Splice(..)));
+            let splice = matches!(queue.front(1).next(), Some(Segment::Splice { .. }));
             let sent = match self.sock.send_segments(iov, queue.front(IoVecs::BATCH)) {
                 Ok(n) => n,
                 Err(e) if e == EAGAIN => return Ok(false),
@@ -156,7 +156,7 @@ impl Client {
         let out = self.out.access_mut(owner);
         let mut tx = self.tx.lock();
         if let Some(frame) = last.and_then(|f| Arc::new(f, GFP_KERNEL).ok()) {
-            if tx.push(frame).is_err() {
+            if tx.push(&frame).is_err() {
                 return;
             }
         }
