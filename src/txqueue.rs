@@ -32,25 +32,29 @@ use crate::{
 /// Slots allocated for the first chunk; the ring doubles from there.
 const INITIAL_SLOTS: usize = 16;
 
-/// The largest ring an emptied queue keeps (1.5 KiB of slots).
+/// The largest ring an emptied queue keeps (1 KiB of slots).
 const KEEP_SLOTS: usize = 64;
 
 /// Log pages a queue keeps without being charged for them (one current page for each of a
 /// few rooms); see [`TxQueue::charge`].
 const FREE_PAGES: usize = 4;
 
-/// What a slot holds.
+/// What a slot holds (16 bytes).
+#[derive(Clone)]
 enum Chunk {
     /// A frame in its own buffer.
     Frame(Arc<Frame>),
-    /// Consecutive frames of a log page: `len` bytes from `at`, `frames` frames.
+    /// Consecutive frames of a log page: `len` bytes from `at`, `frames` frames (a frame is
+    /// at least its 4-byte header, so a page holds at most 1,024).
     Log {
         page: Arc<LogPage>,
         at: u16,
         len: u16,
-        frames: u32,
+        frames: u16,
     },
 }
+
+const _: () = assert!(core::mem::size_of::<Option<Chunk>>() == 16);
 
 impl Chunk {
     fn len(&self) -> usize {
@@ -63,7 +67,7 @@ impl Chunk {
     fn frames(&self) -> usize {
         match self {
             Chunk::Frame(_) => 1,
-            Chunk::Log { frames, .. } => *frames as usize,
+            Chunk::Log { frames, .. } => usize::from(*frames),
         }
     }
 
@@ -214,9 +218,7 @@ impl TxQueue {
             let at = (self.head + i) & (self.slots.len() - 1);
             slots.push(self.slots[at].take(), GFP_KERNEL)?;
         }
-        for _ in self.len..cap {
-            slots.push(None, GFP_KERNEL)?;
-        }
+        slots.extend_with(cap - self.len, None, GFP_KERNEL)?;
         self.slots = slots;
         self.head = 0;
         Ok(())
