@@ -17,6 +17,7 @@ mod batch;
 mod history;
 mod message;
 mod ops;
+mod order;
 mod roster;
 mod route;
 mod slab;
@@ -751,7 +752,7 @@ impl<M: Member> Core<M> {
                 .map(|r| r.name);
             out.push((e.who.clone(), e.label, room), GFP_KERNEL)?;
         }
-        out.sort_unstable_by_key(|(m, _, _)| m.conn_id());
+        order::sort_by_key(&mut out, |(m, _, _)| m.conn_id())?;
         Ok(out)
     }
 

@@ -176,7 +176,8 @@ impl TxQueue {
             len: slice.len() as u16,
             frames: 1,
         };
-        self.push_chunk(chunk).inspect_err(|_| self.unpin(slice.page().id()))
+        self.push_chunk(chunk)
+            .inspect_err(|_| self.unpin(slice.page().id()))
     }
 
     fn push_chunk(&mut self, chunk: Chunk) -> Result {

@@ -24,8 +24,6 @@ pub(crate) const BATCH_MESSAGES: usize = 1024;
 pub(super) struct Pending<M> {
     pub(super) who: Arc<M>,
     pub(super) msg: Message,
-    /// Order within the batch.
-    pub(super) seq: u32,
     /// Filled in by [`Core::publish`].
     pub(super) from: MemberId,
     /// The room it goes to ([`NO_SLOT`] until [`Core::publish`] fills it in, for a member of
@@ -49,6 +47,17 @@ impl<M: Member> RelayBatch<M> {
     pub(crate) const fn new() -> Self {
         Self {
             entries: KVec::new(),
+        }
+    }
+
+    /// Puts the messages of each room together, keeping their order within a room (a batch
+    /// is mostly one room: then nothing moves). Without memory to sort, the batch stays as
+    /// it is: each run of one room is then relayed on its own, in order, which is correct,
+    /// only slower.
+    pub(super) fn group_by_room(&mut self) {
+        let entries = &mut self.entries;
+        if entries.windows(2).any(|w| w[0].room != w[1].room) {
+            let _ = super::order::sort_by_key(entries, |e| e.room.into());
         }
     }
 
@@ -85,13 +94,10 @@ impl<M: Member> RelayBatch<M> {
             core.publish(self);
             self.entries.reserve(1, GFP_KERNEL | __GFP_NOWARN)?;
         }
-        // At most BATCH_MESSAGES (1,024): fits.
-        let seq = self.entries.len() as u32;
         self.entries
             .push_within_capacity(Pending {
                 who: who.clone(),
                 msg,
-                seq,
                 from: NO_SLOT,
                 room: room.unwrap_or(NO_SLOT),
             })

@@ -311,12 +311,8 @@ impl<M: Member> Core<M> {
                 e.room = NO_SLOT;
             }
         }
+        batch.group_by_room();
         let entries = &mut batch.entries;
-        // A batch is mostly one room; sort only when it is not.
-        if entries.windows(2).any(|w| w[0].room != w[1].room) {
-            // Stable by construction: ties keep their order through the sequence number.
-            entries.sort_unstable_by_key(|e| (e.room, e.seq));
-        }
         let (mut n, mut bytes) = (0, 0);
         let keep = self.limits.history as usize;
         let mut start = 0;

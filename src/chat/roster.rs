@@ -34,7 +34,7 @@ impl<'a, M: Member> RoomRoster<'a, M> {
             order.push((p.id, p.op), GFP_KERNEL)?;
         }
         let conn = |m: &(MemberId, bool)| inner.members.get(m.0).map_or(0, |e| e.who.conn_id());
-        order.sort_unstable_by_key(conn);
+        super::order::sort_by_key(&mut order, conn)?;
         Ok(Self { inner, order })
     }
 

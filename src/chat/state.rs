@@ -203,7 +203,7 @@ impl<M: Member> Inner<M> {
                                 let _ = ids.push_within_capacity(p.id);
                             }
                         }
-                        ids.sort_unstable();
+                        super::order::heapsort(&mut ids);
                         for (i, &id) in ids.iter().enumerate() {
                             if i == 0 || ids[i - 1] != id {
                                 f(id);
