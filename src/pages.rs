@@ -197,12 +197,6 @@ impl LogWriter {
             len: len as u16,
         }))
     }
-
-    /// Lets go of the current page (it goes when its last frame does).
-    pub(crate) fn release(&mut self) {
-        self.page = None;
-        self.used = 0;
-    }
 }
 
 const _: () = assert!(PAGE_SIZE <= u16::MAX as usize + 1);
@@ -251,8 +245,8 @@ mod tests {
         drop(second);
         let held = log_pages() - before;
         assert_eq!(held, 1);
-        // The writer's own page goes when the writer lets go and the last frame is dropped.
-        w.release();
+        // The writer's own page goes when the writer (its room) is dropped and the last frame is.
+        drop(w);
         let held = log_pages() - before;
         assert_eq!(held, 1);
         drop(third);
