@@ -11,6 +11,8 @@
 //! skb still holds is freed by the network stack when the skb is, not by kchat.
 //!
 //! This is the one file that touches page memory; [`log_pages`] counts the pages kchat holds.
+//! A writer counts its pages in a [`PageCount`] of its own choosing (the module's, or a KUnit
+//! test's, which must not see the pages of the server running beside it).
 
 use core::ptr::NonNull;
 use kernel::{
@@ -44,15 +46,30 @@ mod ffi {
 /// most twice its frame bytes in pages. Larger frames stay in their own buffers and are copied.
 pub(crate) const MAX_LOG_FRAME: usize = PAGE_SIZE / 2;
 
-/// Log pages that kchat holds (skbs may hold some of them for a while longer).
-static LOG_PAGES: Atomic<u64> = Atomic::new(0);
+/// A count of log pages alive, shared by the writers that allocate them.
+pub(crate) struct PageCount(Atomic<u64>);
+
+impl PageCount {
+    /// A count of zero pages.
+    pub(crate) const fn new() -> Self {
+        Self(Atomic::new(0))
+    }
+
+    /// The pages alive now.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Log pages that kchat's rooms hold (skbs may hold some of them for a while longer).
+static LOG_PAGES: PageCount = PageCount::new();
 
 /// Log pages that kchat holds now.
 pub(crate) fn log_pages() -> u64 {
-    LOG_PAGES.load(Relaxed)
+    LOG_PAGES.get()
 }
 
-/// One page of a log, counted in [`LOG_PAGES`] for as long as kchat holds it.
+/// One page of a log, counted in its writer's [`PageCount`] for as long as kchat holds it.
 ///
 /// # Invariants
 ///
@@ -64,6 +81,7 @@ pub(crate) fn log_pages() -> u64 {
 pub(crate) struct LogPage {
     page: Page,
     addr: NonNull<u8>,
+    count: &'static PageCount,
 }
 
 // SAFETY: `addr` points into the page that `self.page` owns, which any thread may read (`Page`
@@ -75,13 +93,13 @@ unsafe impl Send for LogPage {}
 unsafe impl Sync for LogPage {}
 
 impl LogPage {
-    fn new() -> Result<Self> {
+    fn new(count: &'static PageCount) -> Result<Self> {
         let page = Page::alloc_page(GFP_KERNEL | __GFP_NOWARN)?;
         // SAFETY: `page.as_ptr()` is a valid, allocated page for the duration of the call.
         let addr = unsafe { ffi::kchat_page_address(page.as_ptr().cast()) };
         let addr = NonNull::new(addr.cast::<u8>()).ok_or(ENOMEM)?;
-        LOG_PAGES.add(1, Relaxed);
-        Ok(Self { page, addr })
+        count.0.add(1, Relaxed);
+        Ok(Self { page, addr, count })
     }
 }
 
@@ -99,7 +117,7 @@ impl LogPage {
 
 impl Drop for LogPage {
     fn drop(&mut self) {
-        LOG_PAGES.fetch_sub(1, Relaxed);
+        self.count.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -153,14 +171,21 @@ impl LogSlice {
 pub(crate) struct LogWriter {
     page: Option<Arc<LogPage>>,
     used: usize,
+    count: &'static PageCount,
 }
 
 impl LogWriter {
-    /// A writer with no page yet; allocates nothing.
+    /// A writer with no page yet, counting its pages in [`log_pages`]; allocates nothing.
     pub(crate) const fn new() -> Self {
+        Self::counted_in(&LOG_PAGES)
+    }
+
+    /// A writer with no page yet, counting its pages in `count`; allocates nothing.
+    pub(crate) const fn counted_in(count: &'static PageCount) -> Self {
         Self {
             page: None,
             used: 0,
+            count,
         }
     }
 
@@ -175,7 +200,7 @@ impl LogWriter {
             Some(p) if self.used + len <= PAGE_SIZE => p.clone(),
             _ => {
                 // The old page (if any) is released when its last frame is.
-                let p = Arc::new(LogPage::new()?, GFP_KERNEL | __GFP_NOWARN)?;
+                let p = Arc::new(LogPage::new(self.count)?, GFP_KERNEL | __GFP_NOWARN)?;
                 self.page = Some(p.clone());
                 self.used = 0;
                 p
@@ -207,8 +232,8 @@ mod tests {
 
     #[test]
     fn packs_back_to_back() -> Result {
-        let before = log_pages();
-        let mut w = LogWriter::new();
+        static PAGES: PageCount = PageCount::new();
+        let mut w = LogWriter::counted_in(&PAGES);
         let a = w.append(b"hello")?.ok_or(EINVAL)?;
         let b = w.append(b", world")?.ok_or(EINVAL)?;
         let same = a.page().id() == b.page().id();
@@ -218,15 +243,15 @@ mod tests {
         assert_eq!(bo, 5);
         let ok = a.as_bytes() == b"hello" && b.as_bytes() == b", world";
         assert!(ok);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 1);
         Ok(())
     }
 
     #[test]
     fn new_page_when_full_and_release_behind_readers() -> Result {
-        let before = log_pages();
-        let mut w = LogWriter::new();
+        static PAGES: PageCount = PageCount::new();
+        let mut w = LogWriter::counted_in(&PAGES);
         let big = [b'x'; MAX_LOG_FRAME];
         let first = w.append(&big)?.ok_or(EINVAL)?;
         let second = w.append(&big)?.ok_or(EINVAL)?;
@@ -236,35 +261,35 @@ mod tests {
         assert!(same);
         let moved = third.page().id() != first.page().id() && third.offset() == 0;
         assert!(moved);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 2);
         // The first page stays while one of its frames does.
         drop(first);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 2);
         drop(second);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 1);
         // The writer's own page goes when the writer (its room) is dropped and the last frame is.
         drop(w);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 1);
         drop(third);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 0);
         Ok(())
     }
 
     #[test]
     fn refuses_empty_and_oversized() -> Result {
-        let before = log_pages();
-        let mut w = LogWriter::new();
+        static PAGES: PageCount = PageCount::new();
+        let mut w = LogWriter::counted_in(&PAGES);
         let empty = w.append(b"")?.is_none();
         assert!(empty);
         let big = [0u8; MAX_LOG_FRAME + 1];
         let over = w.append(&big)?.is_none();
         assert!(over);
-        let held = log_pages() - before;
+        let held = PAGES.get();
         assert_eq!(held, 0);
         Ok(())
     }
