@@ -39,6 +39,7 @@ use crate::{
         Socket,
         SocketEvents, //
     },
+    netns::Net,
     server::Server,
     wq, //
 };
@@ -194,10 +195,15 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Listens on `port` (IPv6 and IPv4, or IPv4 alone where the kernel has no IPv6) for
-    /// clients of `protocol`, and starts accepting.
-    pub(crate) fn start(server: &Arc<Server>, port: u16, protocol: Protocol) -> Result<Self> {
-        let (sock, dual_stack) = Socket::listen_tcp(port, server.params.backlog)?;
+    /// Listens on `port` in `net` (IPv6 and IPv4, or IPv4 alone where the kernel has no IPv6)
+    /// for clients of `protocol`, and starts accepting. The listener must not outlive `net`.
+    pub(crate) fn start(
+        server: &Arc<Server>,
+        net: &Net,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<Self> {
+        let (sock, dual_stack) = Socket::listen_tcp(net, port, server.params.backlog)?;
         let acceptor = Arc::pin_init(
             try_pin_init!(Acceptor {
                 server: server.clone(),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The admin's read-only view, in debugfs:
+//! The admin's read-only view, in debugfs, one directory per instance (`kchat/` for the
+//! initial network namespace, `kchat/net-INUM/` for another, see `src/instance.rs`):
 //!
 //! - `/sys/kernel/debug/kchat/stats`: server counters;
 //! - `/sys/kernel/debug/kchat/clients`: one line per connected client: id, label, peer, room,
@@ -38,9 +39,8 @@ pub(crate) struct StatsFiles {
 }
 
 impl StatsFiles {
-    /// Creates `kchat/stats`, `kchat/clients` and `kchat/rooms`.
-    pub(crate) fn new(server: &Arc<Server>) -> Result<Self> {
-        let dir = Dir::new(c"kchat");
+    /// Creates `stats`, `clients` and `rooms` in `dir`.
+    pub(crate) fn new(server: &Arc<Server>, dir: Dir) -> Result<Self> {
         // Each file's function is its own type (the adapter calls it by type), so no loop.
         let stats = dir.read_callback_file(c"stats", server.clone(), &show_stats);
         let clients = dir.read_callback_file(c"clients", server.clone(), &show_clients);

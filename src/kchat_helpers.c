@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * struct sock accessors for kchat's Rust code.
+ * struct sock accessors and the pernet registration for kchat's Rust code.
  *
  * net/sock.h is not among the headers the 7.3 Rust bindings are generated
  * from, so struct sock is opaque to Rust, and the helpers below are inline
  * functions or macros that Rust cannot call. Each one is a one-line wrapper
  * in the style of the rust/helpers files; all logic stays in Rust (src/net.rs).
+ * 7.3's Rust has no pernet abstraction either: the one pernet_operations
+ * lives here and calls back into Rust (src/netns.rs).
  */
 
 #include <linux/mm.h>
 #include <linux/net.h>
+#include <net/net_namespace.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 
@@ -113,4 +116,52 @@ void kchat_sk_set_v6only(struct sock *sk, bool v6only)
 void *kchat_page_address(struct page *page)
 {
 	return page_address(page);
+}
+
+/*
+ * The pernet registration: one set of operations, whose init and exit call
+ * the Rust hooks with the context given at registration. The context and
+ * hooks are set before register_pernet_subsys() and cleared after
+ * unregister_pernet_subsys(), which run every init and exit that may use
+ * them, so the callbacks never see them unset.
+ */
+static void *kchat_net_ctx;
+static int (*kchat_net_up)(void *ctx, struct net *net);
+static void (*kchat_net_down)(void *ctx, struct net *net);
+
+static int kchat_net_init(struct net *net)
+{
+	return kchat_net_up(kchat_net_ctx, net);
+}
+
+static void kchat_net_exit(struct net *net)
+{
+	kchat_net_down(kchat_net_ctx, net);
+}
+
+static struct pernet_operations kchat_net_ops = {
+	.init = kchat_net_init,
+	.exit = kchat_net_exit,
+};
+
+int kchat_pernet_register(void *ctx, int (*up)(void *ctx, struct net *net),
+			  void (*down)(void *ctx, struct net *net))
+{
+	int err;
+
+	if (kchat_net_ctx)
+		return -EBUSY;
+	kchat_net_ctx = ctx;
+	kchat_net_up = up;
+	kchat_net_down = down;
+	err = register_pernet_subsys(&kchat_net_ops);
+	if (err)
+		kchat_net_ctx = NULL;
+	return err;
+}
+
+void kchat_pernet_unregister(void)
+{
+	unregister_pernet_subsys(&kchat_net_ops);
+	kchat_net_ctx = NULL;
 }

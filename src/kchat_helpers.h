@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Declarations of kchat_helpers.c. The Rust side declares the same
- * functions by hand in src/net.rs and src/pages.rs (mod ffi): keep them
+ * functions by hand in src/net.rs, src/netns.rs and src/pages.rs (mod ffi): keep them
  * in step.
  */
 #ifndef KCHAT_HELPERS_H
@@ -9,6 +9,7 @@
 
 #include <linux/types.h>
 
+struct net;
 struct page;
 struct sock;
 
@@ -32,5 +33,8 @@ bool kchat_sk_stream_writeable(struct sock *sk);
 int kchat_sk_wmem_queued(struct sock *sk);
 void kchat_sk_set_v6only(struct sock *sk, bool v6only);
 void *kchat_page_address(struct page *page);
+int kchat_pernet_register(void *ctx, int (*up)(void *ctx, struct net *net),
+			  void (*down)(void *ctx, struct net *net));
+void kchat_pernet_unregister(void);
 
 #endif /* KCHAT_HELPERS_H */

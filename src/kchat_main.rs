@@ -2,9 +2,10 @@
 
 //! kchat: a TCP chat server in the kernel.
 //!
-//! `insmod kchat.ko port=10106` opens a listening TCP socket on 0.0.0.0; clients send
-//! length-prefixed frames (u32 little-endian length, then the payload) and every message is
-//! relayed to the other connected clients. See DESIGN.md for the protocol and parameters.
+//! `insmod kchat.ko port=10106` opens a listening TCP socket on `[::]` in every network
+//! namespace; clients send length-prefixed frames (u32 little-endian length, then the payload)
+//! and every message is relayed to the other members of the sender's room, in its namespace.
+//! See DESIGN.md for the protocol and parameters.
 
 #![crate_name = "kchat"]
 
@@ -15,11 +16,13 @@ mod clock;
 mod debugfs;
 mod frame;
 mod frontend;
+mod instance;
 mod irc;
 mod label;
 mod log;
 mod native;
 mod net;
+mod netns;
 mod pages;
 mod params;
 mod server;
@@ -29,19 +32,11 @@ mod throttle;
 mod txqueue;
 mod wq;
 
-use kernel::{
-    prelude::*,
-    sync::{
-        atomic::Relaxed,
-        Arc, //
-    },
-};
+use kernel::prelude::*;
 
-use accept::Listener;
-use debugfs::StatsFiles;
-use frontend::Protocol;
+use instance::Instances;
+use netns::Pernet;
 use params::Params;
-use server::Server;
 
 module! {
     type: KChat,
@@ -133,100 +128,21 @@ fn read_params() -> Params {
     }
 }
 
-/// The loaded module. Its fields are dropped in the order of the unload: the stats view
-/// first (no reader left), then the listeners (nobody new arrives, no accept work left), then
-/// the server (every client disconnected, the workqueue drained and destroyed).
+/// The loaded module: one kchat per network namespace. Dropping it unregisters the pernet
+/// hooks, which stops every instance (see `src/instance.rs`).
 struct KChat {
-    stats_files: Option<StatsFiles>,
-    listener: Option<Listener>,
-    irc_listener: Option<Listener>,
-    /// Taken by the exit path, which must hold the last reference (see [`Server::shutdown`]).
-    server: Option<Arc<Server>>,
-    /// Where it listened, for the exit line.
-    addr: &'static str,
+    _instances: Pernet<Instances>,
 }
 
 impl kernel::Module for KChat {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let params = read_params();
         params.validate()?;
-        let server = Server::new(params)?;
-        let listener = match Listener::start(&server, params.port, Protocol::Native) {
-            Ok(l) => l,
-            Err(e) => {
-                pr_err!("cannot listen on port {}: {:?}\n", params.port, e);
-                Server::shutdown(server);
-                return Err(e);
-            }
-        };
-        let irc_listener = if params.irc_port == 0 {
-            None
-        } else {
-            match Listener::start(&server, params.irc_port, Protocol::Irc) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    pr_err!("cannot listen on irc_port {}: {:?}\n", params.irc_port, e);
-                    drop(listener);
-                    Server::shutdown(server);
-                    return Err(e);
-                }
-            }
-        };
-        let addr = if listener.dual_stack() {
-            "[::]"
-        } else {
-            "0.0.0.0"
-        };
-        // The stats view is a convenience: kchat runs without it (no debugfs).
-        let stats_files = StatsFiles::new(&server)
-            .inspect_err(|e| pr_warn!("no stats view in debugfs: {:?}\n", e))
-            .ok();
-        pr_info!("listening on {}:{} ({})\n", addr, params.port, params);
-        if irc_listener.is_some() {
-            Server::start_irc_timer(&server);
-        }
+        // Starts the initial namespace's instance (its failure fails the load) and one in
+        // every other namespace alive now.
+        let instances = Pernet::register(Instances::new(params)?)?;
         Ok(Self {
-            stats_files,
-            listener: Some(listener),
-            irc_listener,
-            server: Some(server),
-            addr,
+            _instances: instances,
         })
-    }
-}
-
-impl Drop for KChat {
-    fn drop(&mut self) {
-        let Some(server) = self.server.take() else {
-            return;
-        };
-        // Stop the chat first: under a flood, the unload must not queue behind it.
-        server.begin_shutdown();
-        self.stats_files = None;
-        self.listener = None;
-        self.irc_listener = None;
-        let stats = &server.core.stats;
-        let (served, msgs, bytes) = (
-            stats.served.load(Relaxed),
-            stats.relayed_msgs.load(Relaxed),
-            stats.relayed_bytes.load(Relaxed),
-        );
-        let (rejected, slow) = (
-            stats.frames_rejected.load(Relaxed),
-            stats.slow_consumers.load(Relaxed),
-        );
-        let port = server.params.port;
-        Server::shutdown(server);
-        pr_info!(
-            "stopped listening on {}:{}: {} clients served, {} messages relayed ({} bytes), \
-             {} frames rejected, {} slow consumers dropped\n",
-            self.addr,
-            port,
-            served,
-            msgs,
-            bytes,
-            rejected,
-            slow
-        );
     }
 }

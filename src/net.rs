@@ -24,7 +24,10 @@ use kernel::{
     sync::atomic::Atomic, //
 };
 
-use crate::pages::LogPage;
+use crate::{
+    netns::Net,
+    pages::LogPage, //
+};
 use callbacks::Callbacks;
 pub(crate) use callbacks::{
     Role,
@@ -317,30 +320,33 @@ impl Socket {
         unsafe { (*self.ptr.as_ptr()).sk }
     }
 
-    /// Creates a TCP socket listening on `port` in the initial network namespace, with
-    /// `SO_REUSEADDR`: on `[::]` taking IPv4 clients too (`IPV6_V6ONLY` off), or on 0.0.0.0
-    /// where the kernel has no IPv6. Returns the socket and whether it is dual-stack.
-    pub(crate) fn listen_tcp(port: u16, backlog: u32) -> Result<(Self, bool)> {
-        match Self::listen_family(bindings::AF_INET6, port, backlog) {
+    /// Creates a TCP socket listening on `port` in `net`, with `SO_REUSEADDR`: on `[::]`
+    /// taking IPv4 clients too (`IPV6_V6ONLY` off), or on 0.0.0.0 where the kernel has no
+    /// IPv6. Returns the socket and whether it is dual-stack.
+    ///
+    /// A kernel socket holds no reference to its namespace that keeps it running: its owner
+    /// closes it (and the connections accepted from it) before the namespace is dismantled.
+    pub(crate) fn listen_tcp(net: &Net, port: u16, backlog: u32) -> Result<(Self, bool)> {
+        match Self::listen_family(net, bindings::AF_INET6, port, backlog) {
             Ok(sock) => Ok((sock, true)),
             Err(e) if e == EAFNOSUPPORT => Ok((
-                Self::listen_family(bindings::AF_INET, port, backlog)?,
+                Self::listen_family(net, bindings::AF_INET, port, backlog)?,
                 false,
             )),
             Err(e) => Err(e),
         }
     }
 
-    fn listen_family(family: u32, port: u16, backlog: u32) -> Result<Self> {
+    fn listen_family(net: &Net, family: u32, port: u16, backlog: u32) -> Result<Self> {
         let mut raw: *mut bindings::socket = core::ptr::null_mut();
         // The protocol constants are small positive values; the conversions cannot fail.
         let domain = i32::try_from(family).map_err(|_| EINVAL)?;
         let kind = i32::try_from(bindings::sock_type_SOCK_STREAM).map_err(|_| EINVAL)?;
         let proto = i32::try_from(bindings::IPPROTO_TCP).map_err(|_| EINVAL)?;
-        // SAFETY: `init_net` is the initial network namespace, which lives forever; `raw` is a
-        // valid place for the result.
+        // SAFETY: `net` is alive for the call (`Net` invariant); `raw` is a valid place for
+        // the result.
         to_result(unsafe {
-            bindings::sock_create_kern(&raw mut bindings::init_net, domain, kind, proto, &mut raw)
+            bindings::sock_create_kern(net.as_ptr(), domain, kind, proto, &mut raw)
         })?;
         let ptr = NonNull::new(raw).ok_or(ENOMEM)?;
         // SAFETY: `sock_create_kern` succeeded, so `ptr` is a new socket with a valid `sk`,

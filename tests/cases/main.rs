@@ -20,6 +20,7 @@ mod limits;
 mod logcheck;
 mod measure;
 mod module;
+mod netns;
 mod rooms;
 mod scenarios;
 mod util;
@@ -50,6 +51,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(irc::cases());
     cases.extend(limits::cases());
     cases.extend(zerocopy::cases());
+    cases.extend(netns::cases());
     cases.extend(disconnect::cases());
     cases.extend(scenarios::cases());
     cases.extend(hostile::cases(false));
