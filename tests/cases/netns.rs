@@ -44,6 +44,10 @@ pub fn cases() -> Vec<Case> {
             name: "namespaces: rmmod stops every namespace's kchat; insmod starts one in each namespace alive",
             run: rmmod_stops_all,
         },
+        Case {
+            name: "namespaces: 12 rounds of namespaces made and dismantled while their clients chat, with a reload among them; memory back",
+            run: namespace_churn,
+        },
     ]
 }
 
@@ -364,5 +368,63 @@ fn rmmod_stops_all() -> CaseResult {
             "/who after reload got {got:?}"
         );
     }
+    Ok(())
+}
+
+/// - 12 rounds: 3 namespaces made at once (from 3 threads), 5 clients in each chatting in
+///   `#lobby` (each message checked at one other member), then everything dropped while the
+///   last messages are in flight; at round 6 kchat is reloaded while the round's namespaces
+///   and clients are alive (their instances stop, then start again at the load);
+/// - at the end every namespace's view is gone and kchat's memory is back to the baseline.
+fn namespace_churn() -> CaseResult {
+    const PARAMS: &str = "notices=1 max_msg_rate=0";
+    let mut log = start(PARAMS)?;
+    let base = Memory::baseline(PARAMS)?;
+    let mut seen = Vec::new();
+    for round in 0..12 {
+        let nets: Vec<Netns> = thread::scope(|s| {
+            let made: Vec<_> = (0..3).map(|_| s.spawn(Netns::new)).collect();
+            made.into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| "namespace maker panicked".to_string())?
+                })
+                .collect::<Result<_, String>>()
+        })?;
+        for n in &nets {
+            log.wait_contains(&format!("kchat: net {}: listening on", n.inum), STEP)?;
+            seen.push(n.inum);
+        }
+        if round == 6 {
+            module::unload().ctx("rmmod among the namespaces")?;
+            log = start(PARAMS)?;
+            for n in &nets {
+                log.wait_contains(&format!("kchat: net {}: listening on", n.inum), STEP)?;
+            }
+        }
+        let mut clients = Vec::new();
+        for n in &nets {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                v.push(n.connect()?);
+            }
+            n.wait_clients(5)?;
+            let speaker = label(&v[0]);
+            v[0].send(format!("round {round}").as_bytes()).ctx("say")?;
+            let want = format!("{speaker}: round {round}");
+            crate::util::recv_until(&mut v[4], "the round's message", |f| f == want)?;
+            for c in v.iter_mut() {
+                c.send(b"parting words").ctx("say")?;
+            }
+            clients.push(v);
+        }
+        drop(clients);
+        drop(nets);
+    }
+    seen.dedup();
+    for inum in seen {
+        wait_view_gone(inum)?;
+    }
+    base.expect_back(4096)?;
     Ok(())
 }
