@@ -393,6 +393,9 @@ impl Client {
                 .ok(),
             );
         }
+        if reason == CloseReason::LinkRefused {
+            this.last_word(owner, Frame::text(fmt!("! link refused")).ok());
+        }
         // Why it left, as IRC members sharing a room with it are told.
         let mut why = QuitText::new();
         let session = match &this.rx.access(owner).reader {

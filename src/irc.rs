@@ -201,6 +201,7 @@ pub(crate) fn quit_reason(
             why.write_fmt(fmt!("Ping timeout: {} seconds", u64::from(irc_ping) * 2))
         }
         CloseReason::RegistrationTimeout => why.write_str("Registration timed out"),
+        CloseReason::LinkRefused => why.write_str("Link refused"),
         CloseReason::TooLong(_) => why.write_str("Line too long"),
         CloseReason::NoMemory => why.write_str("Out of memory"),
         CloseReason::ServerShutdown => why.write_str("Server shutting down"),

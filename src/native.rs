@@ -104,6 +104,10 @@ pub(crate) fn handle(
                 error(client, fmt!("no such nick: {}", Escaped(to)));
             }
         }
+        // Links are not implemented yet (docs/link.md): every one is refused, as with
+        // `link_secret=0`. The secret is neither relayed nor logged.
+        Command::Link => return Err(CloseReason::LinkRefused),
+        Command::LinkFrame => error(client, fmt!("not a link")),
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub(crate) enum CloseReason {
     PingTimeout,
     /// An IRC client did not register in time.
     RegistrationTimeout,
+    /// A native client asked to be a link (`/link`), which this kchat refuses.
+    LinkRefused,
 }
 
 impl CloseReason {
@@ -50,6 +52,7 @@ impl CloseReason {
             Self::Quit => (9, 0),
             Self::PingTimeout => (10, 0),
             Self::RegistrationTimeout => (11, 0),
+            Self::LinkRefused => (12, 0),
         };
         code | detail << 8
     }
@@ -71,6 +74,7 @@ impl CloseReason {
             9 => Self::Quit,
             10 => Self::PingTimeout,
             11 => Self::RegistrationTimeout,
+            12 => Self::LinkRefused,
             _ => return None,
         })
     }
@@ -99,6 +103,7 @@ impl fmt::Display for DisplayReason {
             CloseReason::Quit => f.write_str("quit"),
             CloseReason::PingTimeout => f.write_str("ping timeout"),
             CloseReason::RegistrationTimeout => f.write_str("registration timed out"),
+            CloseReason::LinkRefused => f.write_str("link refused"),
         }
     }
 }
@@ -121,6 +126,7 @@ mod tests {
             CloseReason::Quit,
             CloseReason::PingTimeout,
             CloseReason::RegistrationTimeout,
+            CloseReason::LinkRefused,
         ];
         for r in reasons {
             let word = r.pack();

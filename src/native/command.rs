@@ -19,6 +19,10 @@ pub(crate) enum Command<'a> {
     Rooms,
     /// `/msg NICK TEXT` (either may be empty when missing).
     Msg { to: &'a [u8], text: &'a [u8] },
+    /// `/link ...`: a bridge asking to be a link (docs/link.md).
+    Link,
+    /// `=VERB ...` with one of the link protocol's verbs: only a link may send it.
+    LinkFrame,
     /// Anything else: a chat message, relayed as it came.
     Chat,
 }
@@ -35,6 +39,13 @@ fn word(text: &[u8]) -> (&[u8], &[u8]) {
 /// around commands; everything that is not a command is chat.
 pub(crate) fn parse(payload: &[u8]) -> Command<'_> {
     let text = payload.trim_ascii_end();
+    if text.starts_with(b"=") {
+        return match word(text).0 {
+            b"=link" | b"=synced" | b"=join" | b"=part" | b"=nick" | b"=quit" | b"=msg"
+            | b"=priv" | b"=drop" => Command::LinkFrame,
+            _ => Command::Chat,
+        };
+    }
     if !text.starts_with(b"/") {
         return Command::Chat;
     }
@@ -49,6 +60,7 @@ pub(crate) fn parse(payload: &[u8]) -> Command<'_> {
             let (to, text) = word(args);
             Command::Msg { to, text }
         }
+        b"/link" => Command::Link,
         _ => Command::Chat,
     }
 }
@@ -59,7 +71,7 @@ mod tests {
 
     #[test]
     fn commands() -> Result {
-        let cases: [(&[u8], Command<'_>); 20] = [
+        let cases: [(&[u8], Command<'_>); 26] = [
             (b"/who", Command::Who),
             (b"/who\n", Command::Who),
             (b"/nick bob", Command::Nick(b"bob")),
@@ -92,6 +104,12 @@ mod tests {
             (b"/msg", Command::Msg { to: b"", text: b"" }),
             (b"/msgs", Command::Chat),
             (b" /who", Command::Chat),
+            (b"/link 123 node-b", Command::Link),
+            (b"/link", Command::Link),
+            (b"=msg #lobby bob@b hi", Command::LinkFrame),
+            (b"=synced\n", Command::LinkFrame),
+            (b"=D", Command::Chat),
+            (b"=message", Command::Chat),
         ];
         for (payload, want) in cases {
             let got = parse(payload);

@@ -15,6 +15,7 @@ mod irc_host;
 mod kmsg;
 mod lifecycle;
 mod limits;
+mod link;
 #[path = "../harness/logcheck.rs"]
 #[allow(dead_code)]
 mod logcheck;
@@ -52,6 +53,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(limits::cases());
     cases.extend(zerocopy::cases());
     cases.extend(netns::cases());
+    cases.extend(link::cases());
     cases.extend(disconnect::cases());
     cases.extend(scenarios::cases());
     cases.extend(hostile::cases(false));
