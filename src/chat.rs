@@ -45,10 +45,14 @@ use kernel::{
 
 use crate::{
     frame::Frame,
-    frontend::Protocol,
+    frontend::{
+        self,
+        Protocol, //
+    },
     label::{
         Label,
         Name,
+        NodeName,
         RoomName, //
     },
     net::PeerAddr,
@@ -315,6 +319,7 @@ impl<M: Member> Core<M> {
             labels: RBTree::new(),
             closing: false,
             max_text: limits.max_text,
+            links: KVec::new(),
         };
         let lobby = RoomName::lobby();
         let id = inner
@@ -428,12 +433,44 @@ impl<M: Member> Core<M> {
         inner.replay(id, room_id, &self.stats);
     }
 
+    /// Makes `who`, a member that has just proven to be a bridge, the link of node `node`
+    /// (docs/link.md): it leaves the chat (its departure told as any other), then, under the
+    /// one lock, gets `=link NODE`, a `=join` for each local member of each room and
+    /// `=synced`, and from then on every event and room message of a local member, in order.
+    pub(crate) fn attach_link(&self, who: &Arc<M>, node: &NodeName) -> Result<(), AddError> {
+        self.remove(who, b"link");
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if inner.closing {
+            return Err(AddError::Closing);
+        }
+        inner
+            .links
+            .reserve(1, GFP_KERNEL)
+            .map_err(|_| AddError::NoMemory)?;
+        let seats = inner.rooms.iter().flat_map(|(_, room)| {
+            let members = &inner.members;
+            room.members
+                .iter()
+                .filter_map(move |p| members.get(p.id).map(|e| (&room.name, &e.label)))
+        });
+        let snapshot = frontend::link_snapshot(node, seats).map_err(|_| AddError::NoMemory)?;
+        M::deliver(who, snapshot.iter());
+        // Reserved above.
+        let _ = inner.links.push_within_capacity(who.clone());
+        Ok(())
+    }
+
     /// Removes `who` and tells the members sharing a room with it, with `reason`; returns
     /// the label it had.
     pub(crate) fn remove(&self, who: &M, reason: &[u8]) -> Option<Label> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let id = inner.id_of(who)?;
+        let Some(id) = inner.id_of(who) else {
+            // A link is not a member: it only stops being told.
+            inner.links.retain(|l| !core::ptr::eq(Arc::as_ptr(l), who));
+            return None;
+        };
         if !inner.closing {
             if let Some(e) = inner.members.get(id) {
                 let quit = Event::Quit {

@@ -132,6 +132,9 @@ pub(crate) struct Client {
     pub(crate) heard_ns: Atomic<i64>,
     /// An IRC client's registration and keep-alive state ([`IRC_UNREGISTERED`], ...).
     pub(crate) irc_state: Atomic<i32>,
+    /// Whether this native connection is a link (docs/link.md): set once, by its own
+    /// receive path, when the chat core has taken it as one.
+    link: Atomic<bool>,
     /// Frame reassembly and flood control: the shard loop's alone.
     rx: LockedBy<RxState, Owner>,
     /// Frames queued for the client: broadcasters push here. Never held across a send.
@@ -218,6 +221,7 @@ impl Client {
                 started_ns: now,
                 heard_ns: Atomic::new(now),
                 irc_state: Atomic::new(IRC_UNREGISTERED),
+                link: Atomic::new(false),
                 tx <- new_mutex!(TxQueue::new(), "Client::tx"),
                 out_charge: Atomic::new(0),
                 label <- new_spinlock!(Label::from_addr(*peer), "Client::label"),
@@ -314,6 +318,16 @@ impl Client {
     pub(crate) fn refuse(&self, notice: &[u8]) {
         let _ = self.sock.send(notice);
         self.sock.shutdown();
+    }
+
+    /// Whether this connection is a link.
+    pub(crate) fn is_link(&self) -> bool {
+        self.link.load(Relaxed)
+    }
+
+    /// Marks this connection a link (the chat core has taken it as one).
+    pub(crate) fn set_link(&self) {
+        self.link.store(true, Relaxed);
     }
 
     /// Whether the client is being disconnected.

@@ -17,7 +17,11 @@ use crate::{
     },
     frame::Frame,
     irc,
-    label::RoomName,
+    label::{
+        Label,
+        NodeName,
+        RoomName, //
+    },
     native, //
 };
 
@@ -80,6 +84,41 @@ impl Protocol {
             Self::Irc => irc::render::message(from, room.as_bytes(), text, notice),
         }
     }
+}
+
+/// The frame that tells a link (docs/link.md) of a local member's `event`, if links follow
+/// that kind of event.
+pub(crate) fn link_event(event: &Event<'_>) -> Result<Option<Arc<Frame>>> {
+    match native::link::event(event)? {
+        Some(f) => Ok(Some(Arc::new(f, GFP_KERNEL)?)),
+        None => Ok(None),
+    }
+}
+
+/// The frame that tells a link that local member `from` said `text` in `room`.
+pub(crate) fn link_message(room: &RoomName, from: &Label, text: &[u8]) -> Result<Arc<Frame>> {
+    Ok(Arc::new(
+        native::link::message(room, from, text)?,
+        GFP_KERNEL,
+    )?)
+}
+
+/// What a new link gets: `=link NODE`, then `=join #room NICK` for each local member of each
+/// room (`rooms` yields each room's name and its members' labels), then `=synced`.
+pub(crate) fn link_snapshot<'a>(
+    node: &NodeName,
+    rooms: impl Iterator<Item = (&'a RoomName, &'a Label)>,
+) -> Result<KVec<Arc<Frame>>> {
+    let mut frames = KVec::new();
+    frames.push(Arc::new(native::link::up(node)?, GFP_KERNEL)?, GFP_KERNEL)?;
+    for (room, who) in rooms {
+        frames.push(
+            Arc::new(native::link::joined(room, who)?, GFP_KERNEL)?,
+            GFP_KERNEL,
+        )?;
+    }
+    frames.push(Arc::new(native::link::synced()?, GFP_KERNEL)?, GFP_KERNEL)?;
+    Ok(frames)
 }
 
 /// The sign and letter of a mode change, as both protocols write it (`+o`, `-t`, `+n`).

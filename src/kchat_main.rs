@@ -101,6 +101,11 @@ module! {
             description: "seconds of silence before an IRC client is pinged, and again before \
                           it is dropped; also the time to register (default 120, range 5..=3600)",
         },
+        link_secret: u64 {
+            default: 0,
+            description: "secret a kchat-bridge gives to connect as a link (docs/link.md), \
+                          0 = links refused (default 0, any u64)",
+        },
         zerocopy: bool {
             default: crate::params::ZEROCOPY.default != 0,
             description: "write room messages once into page-backed logs and splice them to \
@@ -125,6 +130,7 @@ fn read_params() -> Params {
         irc_port: module_parameters::irc_port.value(),
         irc_ping: module_parameters::irc_ping.value(),
         zerocopy: module_parameters::zerocopy.value(),
+        link_secret: module_parameters::link_secret.value(),
     }
 }
 

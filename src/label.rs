@@ -211,6 +211,25 @@ impl RoomName {
     }
 }
 
+/// Longest node name (docs/link.md): a remote member's label `NICK@NODE` fits a [`Label`].
+pub(crate) const MAX_NODE_LEN: usize = MAX_LABEL_LEN - MAX_NICK_LEN - 1;
+
+/// A kchat node's name, as a bridge gives it: 1 to 15 bytes of `[A-Za-z0-9_-]` (no `.`: it is
+/// a NATS subject token).
+pub(crate) type NodeName = Name<MAX_NODE_LEN>;
+
+impl NodeName {
+    /// A node name, if `name` is one.
+    pub(crate) fn parse(name: &[u8]) -> Option<Self> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NODE_LEN
+            && name
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+        valid.then(|| Self::from_checked(name))
+    }
+}
+
 /// A name folded to ASCII lower case: what nicks, labels and rooms are looked up by.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key {

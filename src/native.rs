@@ -8,6 +8,7 @@
 //! payload's own buffer, see [`Frame::relay`]), and the `! ...` errors its clients get.
 
 mod command;
+pub(crate) mod link;
 pub(crate) mod render;
 
 use kernel::{
@@ -42,6 +43,7 @@ use crate::{
     log::{
         kchat_log,
         Escaped,
+        TRACE_CONNECTIONS,
         TRACE_MESSAGES, //
     },
 };
@@ -58,6 +60,9 @@ pub(crate) fn handle(
 ) -> Result<(), CloseReason> {
     let server = client.server();
     let core = &server.core;
+    if client.is_link() {
+        return link_frame(client, payload.bytes());
+    }
     let command = command::parse(payload.bytes());
     if !matches!(command, Command::Chat) {
         core.publish(batch);
@@ -104,10 +109,46 @@ pub(crate) fn handle(
                 error(client, fmt!("no such nick: {}", Escaped(to)));
             }
         }
-        // Links are not implemented yet (docs/link.md): every one is refused, as with
-        // `link_secret=0`. The secret is neither relayed nor logged.
-        Command::Link => return Err(CloseReason::LinkRefused),
+        // The secret is neither relayed nor logged.
+        Command::Link(args) => return link_up(client, args),
         Command::LinkFrame => error(client, fmt!("not a link")),
+    }
+    Ok(())
+}
+
+/// `/link SECRET NODE`: with the right secret (and links on), the core takes this client as
+/// the link of NODE; anything else closes it with `! link refused`.
+fn link_up(client: &Arc<Client>, args: &[u8]) -> Result<(), CloseReason> {
+    let server = client.server();
+    let Some((secret, node)) = link::parse_hello(args) else {
+        return Err(CloseReason::LinkRefused);
+    };
+    if !server.params.link_secret_is(secret) {
+        return Err(CloseReason::LinkRefused);
+    }
+    // Set first: the snapshot the core queues must meet the link's larger queue bound.
+    client.set_link();
+    server
+        .core
+        .attach_link(client, &node)
+        .map_err(|_| CloseReason::NoMemory)?;
+    kchat_log!(
+        server,
+        conn_log,
+        TRACE_CONNECTIONS,
+        "Link Up: node {} ({})\n",
+        node,
+        client.peer
+    );
+    Ok(())
+}
+
+/// A frame from a link: remote members are not implemented yet (docs/link.md), so every one
+/// is answered `! link: ...` and skipped; the link stays up.
+fn link_frame(client: &Arc<Client>, payload: &[u8]) -> Result<(), CloseReason> {
+    match command::parse(payload) {
+        Command::LinkFrame => error(client, fmt!("link: remote members are not supported yet")),
+        _ => error(client, fmt!("link: not a link frame")),
     }
     Ok(())
 }

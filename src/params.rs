@@ -93,6 +93,9 @@ pub(crate) struct Params {
     /// Whether room messages are written once into page-backed logs and spliced to every
     /// recipient (`MSG_SPLICE_PAGES`) rather than copied into each socket.
     pub(crate) zerocopy: bool,
+    /// The secret a bridge gives in `/link SECRET NODE` (docs/link.md); 0 refuses every link.
+    /// Any value is valid; it is never logged.
+    pub(crate) link_secret: u64,
 }
 
 impl Params {
@@ -141,6 +144,16 @@ impl Params {
     }
 }
 
+impl Params {
+    /// Whether `secret` is the link secret (never true when links are off). Takes the same
+    /// time whichever byte differs.
+    pub(crate) fn link_secret_is(&self, secret: u64) -> bool {
+        let diff = (self.link_secret ^ secret) | u64::from(self.link_secret == 0);
+        // No early exit: one comparison of the folded difference.
+        core::hint::black_box(diff) == 0
+    }
+}
+
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sep = "";
@@ -151,7 +164,9 @@ impl fmt::Display for Params {
                 sep = " ";
             }
         }
-        Ok(())
+        // The secret itself is never shown.
+        let links = if self.link_secret == 0 { "off" } else { "on" };
+        f.write_fmt(fmt!("{sep}links={links}"))
     }
 }
 
@@ -175,7 +190,21 @@ mod tests {
             irc_port: IRC_PORT.default as u16,
             irc_ping: IRC_PING.default as u32,
             zerocopy: ZEROCOPY.default != 0,
+            link_secret: 0,
         }
+    }
+
+    #[test]
+    fn link_secret() -> Result {
+        let mut p = defaults();
+        // Off: no secret opens it, 0 least of all.
+        let off = !p.link_secret_is(0) && !p.link_secret_is(1);
+        assert!(off);
+        p.link_secret = 0x1234_5678_9abc_def0;
+        let on =
+            p.link_secret_is(0x1234_5678_9abc_def0) && !p.link_secret_is(0x1234_5678_9abc_def1);
+        assert!(on);
+        Ok(())
     }
 
     #[test]

@@ -21,7 +21,10 @@ use super::{
     TOPIC_LEN, //
 };
 use crate::{
-    frontend::Protocol,
+    frontend::{
+        self,
+        Protocol, //
+    },
     label::RoomName, //
 };
 
@@ -374,6 +377,22 @@ impl<M: Member> Core<M> {
                 bytes += b;
             }
             n += k;
+            if !inner.links.is_empty()
+                && audience(What::Say { room: room_id }, NO_SLOT, false).reaches_links(true)
+            {
+                let mut frames = KVec::new();
+                if frames.reserve(run.len(), GFP_KERNEL).is_ok() {
+                    for e in run.iter() {
+                        let Some(m) = inner.members.get(e.from) else {
+                            continue;
+                        };
+                        if let Ok(f) = frontend::link_message(&room.name, &m.label, e.msg.text()) {
+                            let _ = frames.push_within_capacity(f);
+                        }
+                    }
+                    inner.to_links(&frames);
+                }
+            }
             if let Some(room) = inner.rooms.get_mut(room_id) {
                 room.relayed += k;
                 if keep > 0 {

@@ -79,6 +79,18 @@ pub(crate) fn audience(what: What, from: MemberId, notices: bool) -> Audience {
 }
 
 impl Audience {
+    /// Whether the links (bridges to other nodes, docs/link.md) are told too: of everything
+    /// said or done in rooms, and of quits and nick changes of a local member in a room
+    /// (`seated`: a link knows members by their rooms), whatever `notices` says (a link keeps
+    /// its node's state); never of a private message or a reply.
+    pub(crate) fn reaches_links(&self, seated: bool) -> bool {
+        match self.scope {
+            Scope::Room(_) => true,
+            Scope::Neighbours(_) => seated,
+            Scope::One(_) | Scope::Nobody => false,
+        }
+    }
+
     /// Whether `member`, one of the scope's candidates, receives the frame: `stateful` if its
     /// protocol tracks the chat's state; a member being disconnected receives nothing more.
     pub(crate) fn admits(&self, member: MemberId, closing: bool, stateful: bool) -> bool {
@@ -183,6 +195,33 @@ mod tests {
         // Even a private message to oneself reaches only oneself.
         let own = audience(What::Private { to: 4 }, 4, true).admits(4, false, false);
         assert!(own);
+        Ok(())
+    }
+
+    #[test]
+    fn links_hear_rooms_and_seated_changes_never_private() -> Result {
+        let notices_off = false;
+        let say = audience(What::Say { room: 3 }, 1, notices_off).reaches_links(true);
+        assert!(say);
+        let notice = audience(
+            What::Notice {
+                room: 3,
+                echo: false,
+            },
+            1,
+            notices_off,
+        )
+        .reaches_links(true);
+        assert!(notice);
+        let change = audience(What::Change { echo: false }, 1, notices_off);
+        let seated = change.reaches_links(true);
+        assert!(seated);
+        let roomless = change.reaches_links(false);
+        assert!(!roomless);
+        let private = audience(What::Private { to: 2 }, 1, true).reaches_links(true);
+        assert!(!private);
+        let reply = audience(What::Reply, 1, true).reaches_links(true);
+        assert!(!reply);
         Ok(())
     }
 }

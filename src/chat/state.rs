@@ -29,7 +29,10 @@ use super::{
 };
 use crate::{
     frame::Frame,
-    frontend::Protocol,
+    frontend::{
+        self,
+        Protocol, //
+    },
     label::{
         Key,
         Label,
@@ -143,6 +146,9 @@ pub(super) struct Inner<M> {
     pub(super) closing: bool,
     /// Longest text of a rendered list (`max_msg_len`).
     pub(super) max_text: usize,
+    /// The links: bridges to other nodes (docs/link.md), in no room and with no name, told
+    /// what the local members do ([`Audience::reaches_links`]).
+    pub(super) links: KVec<Arc<M>>,
 }
 
 /// A frame for each protocol, rendered from one event on first use.
@@ -230,6 +236,25 @@ impl<M: Member> Inner<M> {
                 M::deliver(&e.who, core::iter::once(frame));
             }
         });
+        let seated = match audience.scope {
+            Scope::Neighbours(of) => self.members.get(of).is_some_and(|e| !e.seats.is_empty()),
+            _ => true,
+        };
+        if !self.links.is_empty() && audience.reaches_links(seated) {
+            // Lost (like any frame that cannot be allocated) if there is no memory for it.
+            if let Ok(Some(frame)) = frontend::link_event(event) {
+                self.to_links(core::slice::from_ref(&frame));
+            }
+        }
+    }
+
+    /// Queues `frames` to every link.
+    pub(super) fn to_links(&self, frames: &[Arc<Frame>]) {
+        for link in self.links.iter() {
+            if !link.is_closing() {
+                M::deliver(link, frames.iter());
+            }
+        }
     }
 
     /// The member id of `who`, if it is in the core.

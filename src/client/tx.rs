@@ -32,6 +32,10 @@ use crate::{
 /// Bytes sent to one client per turn before it goes to the back of the dirty list.
 const TX_BUDGET: usize = 1024 * 1024;
 
+/// A link may queue this many times `max_queue_bytes` before it is dropped as a slow
+/// consumer: it is told every room message and event of its node.
+const LINK_QUEUE_FACTOR: usize = 16;
+
 impl Client {
     /// Queues `frame` for sending; see [`Client::enqueue_frames`].
     pub(crate) fn enqueue(this: &Arc<Self>, frame: &Arc<Frame>) -> bool {
@@ -50,6 +54,12 @@ impl Client {
         frames: impl Iterator<Item = &'a Arc<Frame>>,
     ) -> (u64, u64) {
         let max = usize::try_from(this.server.params.max_queue_bytes).unwrap_or(usize::MAX);
+        // A link carries its whole node's traffic (and, at first, its roster).
+        let max = if this.is_link() {
+            max.saturating_mul(LINK_QUEUE_FACTOR)
+        } else {
+            max
+        };
         let mut tx = this.tx.lock();
         if this.is_closing() {
             return (0, 0);

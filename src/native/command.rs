@@ -19,8 +19,8 @@ pub(crate) enum Command<'a> {
     Rooms,
     /// `/msg NICK TEXT` (either may be empty when missing).
     Msg { to: &'a [u8], text: &'a [u8] },
-    /// `/link ...`: a bridge asking to be a link (docs/link.md).
-    Link,
+    /// `/link ARGS`: a bridge asking to be a link (docs/link.md).
+    Link(&'a [u8]),
     /// `=VERB ...` with one of the link protocol's verbs: only a link may send it.
     LinkFrame,
     /// Anything else: a chat message, relayed as it came.
@@ -60,7 +60,7 @@ pub(crate) fn parse(payload: &[u8]) -> Command<'_> {
             let (to, text) = word(args);
             Command::Msg { to, text }
         }
-        b"/link" => Command::Link,
+        b"/link" => Command::Link(args),
         _ => Command::Chat,
     }
 }
@@ -104,8 +104,8 @@ mod tests {
             (b"/msg", Command::Msg { to: b"", text: b"" }),
             (b"/msgs", Command::Chat),
             (b" /who", Command::Chat),
-            (b"/link 123 node-b", Command::Link),
-            (b"/link", Command::Link),
+            (b"/link 123 node-b", Command::Link(b"123 node-b")),
+            (b"/link", Command::Link(b"")),
             (b"=msg #lobby bob@b hi", Command::LinkFrame),
             (b"=synced\n", Command::LinkFrame),
             (b"=D", Command::Chat),
