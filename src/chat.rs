@@ -18,6 +18,7 @@ mod history;
 mod message;
 mod ops;
 mod order;
+mod remote;
 mod roster;
 mod route;
 mod slab;
@@ -70,6 +71,7 @@ pub(crate) use ops::{
     SayError,
     TopicError, //
 };
+pub(crate) use remote::RemoteError;
 use roster::RoomRoster;
 use route::{
     audience,
@@ -80,6 +82,7 @@ use slab::Slab;
 use state::{
     Entry,
     Inner,
+    Link,
     Room, //
 };
 pub(crate) use state::{
@@ -377,6 +380,7 @@ impl<M: Member> Core<M> {
                 user,
                 seats: KVec::new(),
                 away: None,
+                node: None,
             })
             .map_err(|_| AddError::NoMemory)?;
         if lobby && inner.reserve_seat(id, LOBBY).is_err() {
@@ -454,10 +458,14 @@ impl<M: Member> Core<M> {
                 .iter()
                 .filter_map(move |p| members.get(p.id).map(|e| (&room.name, &e.label)))
         });
+        let seats = seats.filter(|(_, label)| !label.is_remote());
         let snapshot = frontend::link_snapshot(node, seats).map_err(|_| AddError::NoMemory)?;
         M::deliver(who, snapshot.iter());
         // Reserved above.
-        let _ = inner.links.push_within_capacity(who.clone());
+        let _ = inner.links.push_within_capacity(Link {
+            who: who.clone(),
+            node: *node,
+        });
         Ok(())
     }
 
@@ -467,10 +475,23 @@ impl<M: Member> Core<M> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let Some(id) = inner.id_of(who) else {
-            // A link is not a member: it only stops being told.
-            inner.links.retain(|l| !core::ptr::eq(Arc::as_ptr(l), who));
+            // A link is not a member: it stops being told, and the remote members it
+            // brought quit.
+            let link = |l: &Link<M>| core::ptr::eq(Arc::as_ptr(&l.who), who);
+            if inner.links.iter().any(link) {
+                inner.links.retain(|l| !link(l));
+                self.quit_remote(inner, who, None, b"link lost");
+            }
             return None;
         };
+        who.slot().store(NO_SLOT, Relaxed);
+        self.quit_member(inner, id, reason).map(|e| e.label)
+    }
+
+    /// Takes member `id` out of the chat: the members sharing a room with it are told it
+    /// quit with `reason` (unless the chat is closing), then it leaves its rooms and the
+    /// index. The slot of its `who` is the caller's to clear.
+    fn quit_member(&self, inner: &mut Inner<M>, id: MemberId, reason: &[u8]) -> Option<Entry<M>> {
         if !inner.closing {
             if let Some(e) = inner.members.get(id) {
                 let quit = Event::Quit {
@@ -490,7 +511,6 @@ impl<M: Member> Core<M> {
         {
             inner.leave_room(id, room, &self.stats);
         }
-        who.slot().store(NO_SLOT, Relaxed);
         let e = inner.members.remove(id)?;
         let key = e.label.key();
         if inner.labels.get(&key) == Some(&id) {
@@ -499,7 +519,7 @@ impl<M: Member> Core<M> {
         self.stats
             .clients_now
             .store(inner.members.len() as u64, Relaxed);
-        Some(e.label)
+        Some(e)
     }
 
     /// Sets `who`'s nick unless another member has it; the members sharing a room with it
@@ -513,9 +533,24 @@ impl<M: Member> Core<M> {
     ) -> Result<Option<Label>, NickError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (id, old) = inner
-            .entry_of(who)
-            .map(|(id, e)| (id, e.label))
+        let id = inner.id_of(who).ok_or(NickError::Gone)?;
+        self.rename_member(inner, id, nick, echo)
+    }
+
+    /// Renames member `id` unless another member has `nick`; the members sharing a room with
+    /// it are told (and it too if `echo`). Returns the old label, or `None` if nothing
+    /// changed.
+    fn rename_member(
+        &self,
+        inner: &mut Inner<M>,
+        id: MemberId,
+        nick: Label,
+        echo: bool,
+    ) -> Result<Option<Label>, NickError> {
+        let old = inner
+            .members
+            .get(id)
+            .map(|e| e.label)
             .ok_or(NickError::Gone)?;
         if old == nick {
             return Ok(None);
@@ -591,9 +626,22 @@ impl<M: Member> Core<M> {
     ) -> Result<RoomName, JoinError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (id, joined) = inner
-            .entry_of(who)
-            .map(|(id, e)| (id, e.seats.len()))
+        let id = inner.id_of(who).ok_or(JoinError::Gone)?;
+        self.join_member(inner, id, name, max_joined)
+    }
+
+    /// Member `id` enters `name` (see [`Core::join`]).
+    fn join_member(
+        &self,
+        inner: &mut Inner<M>,
+        id: MemberId,
+        name: &RoomName,
+        max_joined: usize,
+    ) -> Result<RoomName, JoinError> {
+        let joined = inner
+            .members
+            .get(id)
+            .map(|e| e.seats.len())
             .ok_or(JoinError::Gone)?;
         let key = name.key();
         let existing = inner.room_names.get(&key).copied();
@@ -758,8 +806,8 @@ impl<M: Member> Core<M> {
         Ok(out)
     }
 
-    /// Closes the chat at unload and takes every member out of it; the rooms and their
-    /// history go too.
+    /// Closes the chat at unload and takes every member and link out of it (each connection
+    /// once: a remote member is its link's); the rooms and their history go too.
     pub(crate) fn close_all(&self) -> impl Iterator<Item = Arc<M>> {
         let mut inner = self.inner.lock();
         inner.closing = true;
@@ -767,14 +815,16 @@ impl<M: Member> Core<M> {
         self.stats.rooms_now.store(0, Relaxed);
         let members = core::mem::replace(&mut inner.members, Slab::new());
         let rooms = core::mem::replace(&mut inner.rooms, Slab::new());
+        let links = core::mem::take(&mut inner.links);
         inner.labels = RBTree::new();
         inner.room_names = RBTree::new();
         drop(inner);
         drop(rooms);
-        members.into_values().map(|e| {
+        let locals = members.into_values().filter(|e| e.node.is_none()).map(|e| {
             e.who.slot().store(NO_SLOT, Relaxed);
             e.who
-        })
+        });
+        Iterator::chain(locals, links.into_iter().map(|l| l.who))
     }
 
     /// The members with their labels and first room, for the stats view.

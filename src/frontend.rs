@@ -95,6 +95,15 @@ pub(crate) fn link_event(event: &Event<'_>) -> Result<Option<Arc<Frame>>> {
     }
 }
 
+/// The frame a link gets for its remote member to which `event` is addressed: a private
+/// message (`=priv`), nothing else.
+pub(crate) fn link_private(event: &Event<'_>) -> Result<Option<Arc<Frame>>> {
+    match native::link::private(event)? {
+        Some(f) => Ok(Some(Arc::new(f, GFP_KERNEL)?)),
+        None => Ok(None),
+    }
+}
+
 /// The frame that tells a link that local member `from` said `text` in `room`.
 pub(crate) fn link_message(room: &RoomName, from: &Label, text: &[u8]) -> Result<Arc<Frame>> {
     Ok(Arc::new(

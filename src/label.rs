@@ -180,6 +180,25 @@ impl Label {
         !self.as_bytes().contains(&b':')
     }
 
+    /// A remote member's label, `NICK@NODE` (docs/link.md): NICK is 1 to 32 bytes of what
+    /// labels of either protocol hold (letters, digits, the backquote and `_.-:[]\^{|}`),
+    /// NODE a node name, 48 bytes at most in all. Returns the label and its node.
+    pub(crate) fn remote(name: &[u8]) -> Option<(Self, NodeName)> {
+        let at = name.iter().rposition(|&c| c == b'@')?;
+        let (nick, node) = (&name[..at], NodeName::parse(&name[at + 1..])?);
+        let byte = |c: u8| name_byte(c) || b":[]\\`^{|}".contains(&c);
+        let valid = !nick.is_empty()
+            && nick.len() <= MAX_NICK_LEN
+            && name.len() <= MAX_LABEL_LEN
+            && nick.iter().all(|&c| byte(c));
+        valid.then(|| (Self::from_checked(name), node))
+    }
+
+    /// Whether this is a remote member's label (`NICK@NODE`).
+    pub(crate) fn is_remote(&self) -> bool {
+        self.as_bytes().contains(&b'@')
+    }
+
     /// The connection number in `kchat-ID`, the name under which IRC shows a member known
     /// by its address (ignoring case).
     pub(crate) fn alias_conn(name: &[u8]) -> Option<u64> {
@@ -247,7 +266,12 @@ impl Key {
         };
         let n = name.len().min(MAX_LABEL_LEN);
         for (k, c) in key.bytes.iter_mut().zip(&name[..n]) {
-            *k = c.to_ascii_lowercase();
+            // A remote member `NICK@NODE` is `NICK|NODE` to IRC clients: both spellings are
+            // one name, so neither can be taken by someone else.
+            *k = match c {
+                b'@' => b'|',
+                c => c.to_ascii_lowercase(),
+            };
         }
         // `n <= MAX_LABEL_LEN` (48).
         key.len = n as u8;

@@ -24,7 +24,8 @@ use crate::{
         JoinError,
         Message,
         NickError,
-        RelayBatch, //
+        RelayBatch,
+        RemoteError, //
     },
     client::{
         Client, //
@@ -38,6 +39,7 @@ use crate::{
     label::{
         self,
         Label,
+        NodeName,
         RoomName, //
     },
     log::{
@@ -61,7 +63,7 @@ pub(crate) fn handle(
     let server = client.server();
     let core = &server.core;
     if client.is_link() {
-        return link_frame(client, payload.bytes());
+        return link_frame(client, payload.bytes(), batch);
     }
     let command = command::parse(payload.bytes());
     if !matches!(command, Command::Chat) {
@@ -143,14 +145,135 @@ fn link_up(client: &Arc<Client>, args: &[u8]) -> Result<(), CloseReason> {
     Ok(())
 }
 
-/// A frame from a link: remote members are not implemented yet (docs/link.md), so every one
-/// is answered `! link: ...` and skipped; the link stays up.
-fn link_frame(client: &Arc<Client>, payload: &[u8]) -> Result<(), CloseReason> {
-    match command::parse(payload) {
-        Command::LinkFrame => error(client, fmt!("link: remote members are not supported yet")),
-        _ => error(client, fmt!("link: not a link frame")),
+/// A frame from a link (docs/link.md): a remote member's room message goes into the relay
+/// batch like any other; every other frame publishes the batch first (so the order of what
+/// the link posted is kept) and is applied at once. A frame that cannot be applied is
+/// answered `! link: REASON` and skipped: the link stays up.
+fn link_frame(
+    client: &Arc<Client>,
+    payload: &[u8],
+    batch: &mut RelayBatch<Client>,
+) -> Result<(), CloseReason> {
+    let core = &client.server().core;
+    let (verb, rest) = command::word(payload);
+    if verb != b"=msg" {
+        core.publish(batch);
+    }
+    let result = match verb {
+        b"=msg" => {
+            let (room, rest) = command::word(rest);
+            // The text is everything after one space: it keeps its own spaces.
+            let (from, text) = match rest.iter().position(|&c| c == b' ') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &b""[..]),
+            };
+            match (RoomName::parse(room), Label::remote(from)) {
+                (Some(room), Some((from, _))) if !text.is_empty() => {
+                    match core.remote_speaker(&**client, &room, &from) {
+                        Ok((id, room_id)) => {
+                            let (frame, at) =
+                                link::relayed(&from, text).map_err(|_| CloseReason::NoMemory)?;
+                            let frame =
+                                Arc::new(frame, GFP_KERNEL).map_err(|_| CloseReason::NoMemory)?;
+                            let msg = Message::new(frame, Protocol::Native, at, text.len(), false);
+                            batch
+                                .push_remote(core, client, id, room_id, msg)
+                                .map_err(|_| CloseReason::NoMemory)?;
+                            Ok(())
+                        }
+                        Err(e) => Err(LinkFault::Remote(e)),
+                    }
+                }
+                _ => Err(LinkFault::Malformed),
+            }
+        }
+        b"=join" | b"=part" => {
+            let (room, who) = command::word(rest);
+            match (RoomName::parse(room), Label::remote(who.trim_ascii_end())) {
+                (Some(room), Some((who, node))) if verb == b"=join" => core
+                    .remote_join(client, &room, who, &node)
+                    .map_err(LinkFault::Remote),
+                (Some(room), Some((who, _))) => core
+                    .remote_part(&**client, &room, &who)
+                    .map_err(LinkFault::Remote),
+                _ => Err(LinkFault::Malformed),
+            }
+        }
+        b"=nick" => {
+            let (old, new) = command::word(rest);
+            match (Label::remote(old), Label::remote(new.trim_ascii_end())) {
+                (Some((old, _)), Some((new, node))) => core
+                    .remote_nick(&**client, &old, new, &node)
+                    .map_err(LinkFault::Remote),
+                _ => Err(LinkFault::Malformed),
+            }
+        }
+        b"=quit" => match Label::remote(rest.trim_ascii_end()) {
+            Some((who, _)) => core.remote_quit(&**client, &who).map_err(LinkFault::Remote),
+            None => Err(LinkFault::Malformed),
+        },
+        b"=priv" => {
+            let (to, rest) = command::word(rest);
+            let (from, text) = match rest.iter().position(|&c| c == b' ') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &b""[..]),
+            };
+            match Label::remote(from) {
+                Some((from, _)) if !to.is_empty() && !text.is_empty() => core
+                    .remote_private(&**client, to, &from, text)
+                    .map_err(LinkFault::Remote),
+                _ => Err(LinkFault::Malformed),
+            }
+        }
+        b"=drop" => match NodeName::parse(rest.trim_ascii_end()) {
+            Some(node) => core.drop_node(&**client, &node).map_err(LinkFault::Remote),
+            None => Err(LinkFault::Malformed),
+        },
+        _ => Err(LinkFault::Unknown),
+    };
+    if let Err(fault) = result {
+        link_error(client, fault, payload);
     }
     Ok(())
+}
+
+/// Why a link's frame was skipped.
+enum LinkFault {
+    /// Not a frame of the link protocol.
+    Unknown,
+    /// A frame of the protocol with missing or invalid fields.
+    Malformed,
+    /// The chat core refused it.
+    Remote(RemoteError),
+}
+
+/// Tells the link why its frame was skipped.
+fn link_error(client: &Arc<Client>, fault: LinkFault, payload: &[u8]) {
+    // The frame's first word, for the bridge's log (at most 16 bytes of it).
+    let verb = command::word(payload).0;
+    let verb = Escaped(&verb[..verb.len().min(16)]);
+    match fault {
+        LinkFault::Unknown => error(client, fmt!("link: unknown frame {verb}")),
+        LinkFault::Malformed => error(client, fmt!("link: malformed {verb}")),
+        LinkFault::Remote(e) => {
+            let why = match e {
+                RemoteError::NotLink => "not a link",
+                RemoteError::OwnNode => "that is this link's own node",
+                RemoteError::NoSuchMember => "no such member",
+                RemoteError::NotYours => "name taken by a local member or another link",
+                RemoteError::NickTaken => "new name taken",
+                RemoteError::NoSuchRoom => "no such room",
+                RemoteError::NotMember => "not in that room",
+                RemoteError::Full => "server full (max_clients)",
+                RemoteError::TooManyRooms(_) => "too many rooms (max_rooms)",
+                RemoteError::TooManyJoined => "in too many rooms",
+                RemoteError::Already => "already in that room",
+                RemoteError::NoMemory => "out of memory",
+                RemoteError::Closing => "shutting down",
+            };
+            error(client, fmt!("link: {verb}: {why}"));
+        }
+    }
 }
 
 /// `/nick NAME`: the core checks and sets it, this client hears of a refusal.

@@ -24,7 +24,8 @@ pub(crate) const BATCH_MESSAGES: usize = 1024;
 pub(super) struct Pending<M> {
     pub(super) who: Arc<M>,
     pub(super) msg: Message,
-    /// Filled in by [`Core::publish`].
+    /// Filled in by [`Core::publish`]; set at push for a remote member (`who` is then its
+    /// link).
     pub(super) from: MemberId,
     /// The room it goes to ([`NO_SLOT`] until [`Core::publish`] fills it in, for a member of
     /// one room).
@@ -79,6 +80,31 @@ impl<M: Member> RelayBatch<M> {
         room: Option<RoomId>,
         msg: Message,
     ) -> Result {
+        self.add(core, who, NO_SLOT, room.unwrap_or(NO_SLOT), msg)
+    }
+
+    /// Adds a chat message of remote member `from`, which `link` posted for `room` (both from
+    /// [`Core::remote_speaker`]). The link publishes the batch before any other frame of
+    /// its, so `from` is still that member when the batch goes out (which checks it again).
+    pub(crate) fn push_remote(
+        &mut self,
+        core: &Core<M>,
+        link: &Arc<M>,
+        from: MemberId,
+        room: RoomId,
+        msg: Message,
+    ) -> Result {
+        self.add(core, link, from, room, msg)
+    }
+
+    fn add(
+        &mut self,
+        core: &Core<M>,
+        who: &Arc<M>,
+        from: MemberId,
+        room: RoomId,
+        msg: Message,
+    ) -> Result {
         if self.entries.len() >= BATCH_MESSAGES {
             core.publish(self);
         }
@@ -98,8 +124,8 @@ impl<M: Member> RelayBatch<M> {
             .push_within_capacity(Pending {
                 who: who.clone(),
                 msg,
-                from: NO_SLOT,
-                room: room.unwrap_or(NO_SLOT),
+                from,
+                room,
             })
             .map_err(|_| ENOMEM)
     }

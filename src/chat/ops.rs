@@ -4,7 +4,10 @@
 //! modes. Each operation checks the rules (membership, operators, `+t`, `+n`) and tells the
 //! room through [`route`](super::route).
 
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use super::{
     audience,
@@ -301,6 +304,17 @@ impl<M: Member> Core<M> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         for e in batch.entries.iter_mut() {
+            if e.from != NO_SLOT {
+                // A remote member's, posted by its link: still that member?
+                let still = inner.members.get(e.from).is_some_and(|m| {
+                    m.node.is_some() && core::ptr::eq(Arc::as_ptr(&m.who), Arc::as_ptr(&e.who))
+                });
+                if !still {
+                    e.from = NO_SLOT;
+                    e.room = NO_SLOT;
+                }
+                continue;
+            }
             e.from = inner.id_of(&e.who).unwrap_or(NO_SLOT);
             if e.room == NO_SLOT {
                 // A member of one room speaks there.
@@ -362,6 +376,14 @@ impl<M: Member> Core<M> {
                     continue;
                 };
                 let closing = m.who.is_closing();
+                // A remote member has the room's messages through its node (`who` is its
+                // link, which is told once per room, below).
+                if m.node.is_some()
+                    && !audience(What::Say { room: room_id }, NO_SLOT, false)
+                        .admits_remote(place.id, closing)
+                {
+                    continue;
+                }
                 let protocol = m.who.protocol();
                 let stateful = protocol.tracks_state();
                 let (d, b) = M::deliver(
@@ -378,12 +400,13 @@ impl<M: Member> Core<M> {
             }
             n += k;
             if !inner.links.is_empty()
-                && audience(What::Say { room: room_id }, NO_SLOT, false).reaches_links(true)
+                && audience(What::Say { room: room_id }, NO_SLOT, false).reaches_links(true, false)
             {
                 let mut frames = KVec::new();
                 if frames.reserve(run.len(), GFP_KERNEL).is_ok() {
                     for e in run.iter() {
-                        let Some(m) = inner.members.get(e.from) else {
+                        // A remote member's message is never told to a link.
+                        let Some(m) = inner.members.get(e.from).filter(|m| m.node.is_none()) else {
                             continue;
                         };
                         if let Ok(f) = frontend::link_message(&room.name, &m.label, e.msg.text()) {

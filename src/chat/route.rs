@@ -59,6 +59,8 @@ pub(crate) struct Audience {
     echo: bool,
     /// Notices are off: only members whose protocol tracks state receive it.
     quiet: bool,
+    /// A private message: the one thing a remote member receives.
+    private: bool,
 }
 
 /// Who receives `what` from `from`; `notices` is the module parameter.
@@ -75,6 +77,7 @@ pub(crate) fn audience(what: What, from: MemberId, notices: bool) -> Audience {
         except,
         echo,
         quiet,
+        private: matches!(what, What::Private { .. }),
     }
 }
 
@@ -83,12 +86,32 @@ impl Audience {
     /// said or done in rooms, and of quits and nick changes of a local member in a room
     /// (`seated`: a link knows members by their rooms), whatever `notices` says (a link keeps
     /// its node's state); never of a private message or a reply.
-    pub(crate) fn reaches_links(&self, seated: bool) -> bool {
+    ///
+    /// What a remote member (one that came through a link, `remote_origin`) says or does is
+    /// never told to a link: its own node's bridge has it already, and no other node may
+    /// learn it from this one.
+    pub(crate) fn reaches_links(&self, seated: bool, remote_origin: bool) -> bool {
+        if remote_origin {
+            return false;
+        }
         match self.scope {
             Scope::Room(_) => true,
             Scope::Neighbours(_) => seated,
             Scope::One(_) | Scope::Nobody => false,
         }
+    }
+
+    /// The member the event is about (the sender, the one who joined, quit or was renamed);
+    /// [`NO_SLOT`] for a private message or a reply.
+    pub(crate) fn about(&self) -> MemberId {
+        self.except
+    }
+
+    /// Whether `member`, a remote member (reached through its link, which has the room
+    /// traffic once already), receives the frame: only what is addressed to it alone, a
+    /// private message.
+    pub(crate) fn admits_remote(&self, member: MemberId, closing: bool) -> bool {
+        !closing && self.private && self.scope == Scope::One(member)
     }
 
     /// Whether `member`, one of the scope's candidates, receives the frame: `stateful` if its
@@ -201,8 +224,10 @@ mod tests {
     #[test]
     fn links_hear_rooms_and_seated_changes_never_private() -> Result {
         let notices_off = false;
-        let say = audience(What::Say { room: 3 }, 1, notices_off).reaches_links(true);
+        let say = audience(What::Say { room: 3 }, 1, notices_off).reaches_links(true, false);
         assert!(say);
+        let remote = audience(What::Say { room: 3 }, 1, notices_off).reaches_links(true, true);
+        assert!(!remote);
         let notice = audience(
             What::Notice {
                 room: 3,
@@ -211,16 +236,33 @@ mod tests {
             1,
             notices_off,
         )
-        .reaches_links(true);
+        .reaches_links(true, false);
         assert!(notice);
         let change = audience(What::Change { echo: false }, 1, notices_off);
-        let seated = change.reaches_links(true);
+        let seated = change.reaches_links(true, false);
         assert!(seated);
-        let roomless = change.reaches_links(false);
+        let roomless = change.reaches_links(false, false);
         assert!(!roomless);
-        let private = audience(What::Private { to: 2 }, 1, true).reaches_links(true);
+        let private = audience(What::Private { to: 2 }, 1, true).reaches_links(true, false);
         assert!(!private);
-        let reply = audience(What::Reply, 1, true).reaches_links(true);
+        let reply = audience(What::Reply, 1, true).reaches_links(true, false);
+        assert!(!reply);
+        Ok(())
+    }
+
+    #[test]
+    fn remote_members_get_only_private_messages() -> Result {
+        let private = audience(What::Private { to: 5 }, 1, true);
+        let to_it = private.admits_remote(5, false);
+        assert!(to_it);
+        let other = private.admits_remote(6, false);
+        assert!(!other);
+        let closing = private.admits_remote(5, true);
+        assert!(!closing);
+        let room = audience(What::Say { room: 0 }, 1, true).admits_remote(5, false);
+        assert!(!room);
+        // A reply goes to the asker alone, and a remote member asks nothing.
+        let reply = audience(What::Reply, 5, true).admits_remote(5, false);
         assert!(!reply);
         Ok(())
     }

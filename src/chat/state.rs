@@ -36,6 +36,7 @@ use crate::{
     label::{
         Key,
         Label,
+        NodeName,
         RoomName, //
     },
     pages::LogWriter,
@@ -67,6 +68,9 @@ pub(super) struct Entry<M> {
     pub(super) seats: KVec<Seat>,
     /// Its away message, if it set one.
     pub(super) away: Option<KVec<u8>>,
+    /// For a remote member (docs/link.md), its node: `who` is then the link it came
+    /// through, which receives for it only what is addressed to it alone.
+    pub(super) node: Option<NodeName>,
 }
 
 impl<M: Member> Entry<M> {
@@ -148,7 +152,13 @@ pub(super) struct Inner<M> {
     pub(super) max_text: usize,
     /// The links: bridges to other nodes (docs/link.md), in no room and with no name, told
     /// what the local members do ([`Audience::reaches_links`]).
-    pub(super) links: KVec<Arc<M>>,
+    pub(super) links: KVec<Link<M>>,
+}
+
+/// A link, and the node name its bridge gave.
+pub(super) struct Link<M> {
+    pub(super) who: Arc<M>,
+    pub(super) node: NodeName,
 }
 
 /// A frame for each protocol, rendered from one event on first use.
@@ -224,10 +234,22 @@ impl<M: Member> Inner<M> {
     /// Renders `event` and queues it to the members `audience` admits.
     pub(super) fn send(&self, audience: Audience, event: &Event<'_>) {
         let mut rendered = Rendered::new(event, self.max_text);
+        let mut remote: Option<Option<Arc<Frame>>> = None;
         self.for_each_candidate(&audience, |id| {
             let Some(e) = self.members.get(id) else {
                 return;
             };
+            if e.node.is_some() {
+                // Through its link, in the link protocol.
+                if audience.admits_remote(id, e.who.is_closing()) {
+                    let frame =
+                        remote.get_or_insert_with(|| frontend::link_private(event).ok().flatten());
+                    if let Some(frame) = frame {
+                        M::deliver(&e.who, core::iter::once(&*frame));
+                    }
+                }
+                return;
+            }
             let protocol = e.who.protocol();
             if !audience.admits(id, e.who.is_closing(), protocol.tracks_state()) {
                 return;
@@ -240,7 +262,11 @@ impl<M: Member> Inner<M> {
             Scope::Neighbours(of) => self.members.get(of).is_some_and(|e| !e.seats.is_empty()),
             _ => true,
         };
-        if !self.links.is_empty() && audience.reaches_links(seated) {
+        let remote_origin = self
+            .members
+            .get(audience.about())
+            .is_some_and(|e| e.node.is_some());
+        if !self.links.is_empty() && audience.reaches_links(seated, remote_origin) {
             // Lost (like any frame that cannot be allocated) if there is no memory for it.
             if let Ok(Some(frame)) = frontend::link_event(event) {
                 self.to_links(core::slice::from_ref(&frame));
@@ -251,8 +277,8 @@ impl<M: Member> Inner<M> {
     /// Queues `frames` to every link.
     pub(super) fn to_links(&self, frames: &[Arc<Frame>]) {
         for link in self.links.iter() {
-            if !link.is_closing() {
-                M::deliver(link, frames.iter());
+            if !link.who.is_closing() {
+                M::deliver(&link.who, frames.iter());
             }
         }
     }
@@ -432,7 +458,8 @@ impl<M: Member> Inner<M> {
         let (Some(room), Some(e)) = (self.rooms.get(room_id), self.members.get(id)) else {
             return;
         };
-        if room.history.len() == 0 {
+        // A remote member's node has its own history.
+        if room.history.len() == 0 || e.node.is_some() {
             return;
         }
         let header = Event::Replay {

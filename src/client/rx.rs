@@ -27,7 +27,8 @@ use crate::{
     irc,
     native,
     server::Server,
-    shard::Owner, //
+    shard::Owner,
+    throttle::Rate, //
 };
 
 /// The smallest frame that carries a message: a header and one byte. (A keep-alive is 4 bytes
@@ -57,7 +58,12 @@ impl Client {
         batch: &mut RelayBatch<Client>,
     ) -> Result<bool, CloseReason> {
         let server = &this.server;
-        let rate = server.rate;
+        // A link carries its whole node's messages: `max_msg_rate` is per person.
+        let rate = if this.is_link() {
+            Rate::new(0)
+        } else {
+            server.rate
+        };
         let rx = this.rx.access_mut(owner);
         let mut budget = match this.protocol {
             Protocol::Native => RX_BUDGET,

@@ -22,11 +22,17 @@ use crate::{
 };
 
 /// A member's nick as IRC shows it: its label, or `kchat-ID` for a member known by its
-/// address.
+/// address; a remote member's `NICK@NODE` as `NICK|NODE` (`@` cannot be in an IRC nick).
 pub(crate) struct Nick<'a>(pub(crate) &'a Label, pub(crate) u64);
 
 impl fmt::Display for Nick<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0.as_bytes();
+        if let Some(at) = bytes.iter().position(|&c| c == b'@') {
+            // Labels are ASCII by construction; a remote one holds one `@`.
+            let text = |b| core::str::from_utf8(b).unwrap_or("?");
+            return f.write_fmt(fmt!("{}|{}", text(&bytes[..at]), text(&bytes[at + 1..])));
+        }
         if self.0.is_nick() {
             fmt::Display::fmt(self.0, f)
         } else {

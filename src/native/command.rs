@@ -28,7 +28,7 @@ pub(crate) enum Command<'a> {
 }
 
 /// `text` split at its first run of spaces: the word, and the rest (leading spaces removed).
-fn word(text: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn word(text: &[u8]) -> (&[u8], &[u8]) {
     match text.iter().position(|&c| c == b' ') {
         Some(i) => (&text[..i], text[i..].trim_ascii_start()),
         None => (text, b""),

@@ -39,6 +39,18 @@ pub(crate) fn parse_hello(args: &[u8]) -> Option<(u64, NodeName)> {
     Some((value, node))
 }
 
+/// A remote member's room message as native members get it, `NICK@NODE: TEXT`, and where
+/// the text starts in it.
+pub(crate) fn relayed(from: &Label, text: &[u8]) -> Result<(Frame, usize)> {
+    let mut w = TextFrame::new(usize::MAX)?;
+    for part in [from.as_bytes(), b": ", text] {
+        w.bytes(part).map_err(|_| ENOMEM)?;
+    }
+    let frame = w.finish()?;
+    let at = frame.len() - text.len();
+    Ok((frame, at))
+}
+
 /// `=link NODE`: the link is up.
 pub(crate) fn up(node: &NodeName) -> Result<Frame> {
     Frame::text(fmt!("=link {node}"))
@@ -66,9 +78,40 @@ pub(crate) fn message(room: &RoomName, from: &Label, text: &[u8]) -> Result<Fram
     w.finish()
 }
 
+/// `=priv TO@NODE FROM TEXT`: a local member's private message to a remote one.
+pub(crate) fn private(event: &Event<'_>) -> Result<Option<Frame>> {
+    let Event::Private { from, to, text, .. } = *event else {
+        return Ok(None);
+    };
+    let mut w = TextFrame::new(usize::MAX)?;
+    for part in [
+        &b"=priv "[..],
+        to.as_bytes(),
+        b" ",
+        from.label.as_bytes(),
+        b" ",
+        text,
+    ] {
+        w.bytes(part).map_err(|_| ENOMEM)?;
+    }
+    w.finish().map(Some)
+}
+
 /// The frame that tells a link about a local member's `event`, if it is one a link follows:
 /// entering and leaving rooms (a kick is a leave), quitting, changing nick.
 pub(crate) fn event(event: &Event<'_>) -> Result<Option<Frame>> {
+    // A link is told only of local members (a remote one kicked here is its node's affair).
+    let about = match *event {
+        Event::Kicked { victim, .. } => Some(victim.label),
+        Event::Joined { who, .. }
+        | Event::Left { who, .. }
+        | Event::Quit { who, .. }
+        | Event::Renamed { who, .. } => Some(who.label),
+        _ => None,
+    };
+    if about.is_some_and(|l| l.is_remote()) {
+        return Ok(None);
+    }
     let frame = match *event {
         Event::Joined { who, room } => joined(room, who.label)?,
         Event::Left { who, room, .. } => Frame::text(fmt!("=part {room} {}", who.label))?,
