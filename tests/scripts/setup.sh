@@ -24,7 +24,7 @@ need_root_for_apt() {
 HOST_PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod
 	busybox-static xz-utils "libclang-$LLVM_VERSION-dev" "clang-$LLVM_VERSION"
 	"lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" tmux redis-server python3
-	ngircd inspircd irssi weechat-headless weechat-plugins ii sic)
+	ngircd inspircd nats-server irssi weechat-headless weechat-plugins ii sic)
 
 missing_pkgs() {
 	local p
