@@ -7,6 +7,7 @@
 
 mod attack;
 mod chat;
+mod cluster;
 mod commands;
 mod disconnect;
 mod hostile;
@@ -54,6 +55,7 @@ fn test_suite() -> Vec<Case> {
     cases.extend(zerocopy::cases());
     cases.extend(netns::cases());
     cases.extend(link::cases());
+    cases.extend(cluster::cases());
     cases.extend(disconnect::cases());
     cases.extend(scenarios::cases());
     cases.extend(hostile::cases(false));

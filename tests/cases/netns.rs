@@ -94,6 +94,11 @@ impl Netns {
         })
     }
 
+    /// A path to the namespace another process can open (`/proc/PID/fd/FD` of this one).
+    pub fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
+    }
+
     /// A native client of this namespace's kchat.
     pub fn connect(&self) -> Result<Conn, String> {
         self.run(connect)

@@ -130,11 +130,27 @@ fn main() {
 fn guest_binaries(o: &Options) -> Vec<PathBuf> {
     // The load generator and the reference servers serve the scenario checks of `make test`
     // as well as `make bench`.
-    ["kchat-vmtest", "kchat", "kchat-bench", "kchat-ref"]
-        .iter()
-        .map(|b| o.bin_dir.join(b))
-        .collect()
+    let mut bins: Vec<PathBuf> = [
+        "kchat-vmtest",
+        "kchat",
+        "kchat-bench",
+        "kchat-ref",
+        "kchat-bridge",
+    ]
+    .iter()
+    .map(|b| o.bin_dir.join(b))
+    .collect();
+    // The NATS server of the cluster cases and of `make run CLUSTER=N` (bookworm's package,
+    // installed by setup.sh); without it those cases report themselves skipped.
+    let nats = PathBuf::from(NATS_SERVER);
+    if nats.exists() {
+        bins.push(nats);
+    }
+    bins
 }
+
+/// Where Debian's `nats-server` package installs the server.
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 fn build_image(o: &Options, run_script: String) -> PathBuf {
     build_image_with(o, run_script, Vec::new())

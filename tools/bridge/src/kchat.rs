@@ -32,6 +32,8 @@ pub const MAX_FRAME: usize = MAX_MSG_LEN_LIMIT + 1024;
 pub struct KchatSide {
     /// kchat's native `HOST:PORT`.
     pub addr: String,
+    /// The network namespace `addr` is in, if not ours.
+    pub netns: Option<std::path::PathBuf>,
     pub secret: u64,
     pub node: String,
     pub max_backoff: Duration,
@@ -136,7 +138,11 @@ impl KchatSide {
 
     /// One link, from connect to failure.
     fn session(&self) -> Ended {
-        let mut stream = match net::connect(self.addr.as_str()) {
+        let connected = match &self.netns {
+            Some(ns) => net::connect_in(ns, &self.addr),
+            None => net::connect(self.addr.as_str()),
+        };
+        let mut stream = match connected {
             Ok(s) => s,
             Err(e) => return Ended::Failed(e.to_string()),
         };

@@ -105,6 +105,7 @@ fn run(opts: &Options, secret: u64) -> std::io::Result<()> {
     );
     KchatSide {
         addr: opts.kchat.clone(),
+        netns: opts.kchat_netns.clone(),
         secret,
         node: opts.node.clone(),
         max_backoff: opts.max_backoff,

@@ -2,8 +2,12 @@
 //! Connecting, and waiting between attempts.
 
 use std::{
+    fs::File,
     io,
     net::{TcpStream, ToSocketAddrs},
+    os::fd::AsRawFd,
+    path::Path,
+    thread,
     time::Duration,
 };
 
@@ -26,6 +30,27 @@ pub fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// Connects to `addr` from inside the network namespace `netns` (a file such as
+/// `/proc/PID/ns/net`): a thread enters it, connects and ends; the socket stays in that
+/// namespace whichever thread uses it.
+pub fn connect_in(netns: &Path, addr: &str) -> io::Result<TcpStream> {
+    let ns = File::open(netns)?;
+    let addr = addr.to_string();
+    thread::Builder::new()
+        .name("kchat-netns".into())
+        .spawn(move || {
+            // SAFETY: `ns` is an open namespace file for the call; setns changes only this
+            // thread's network namespace, and this thread ends after the connection.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            connect(addr.as_str())
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
 /// The wait before the next attempt: 50 ms, doubling up to a cap.

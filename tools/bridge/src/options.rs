@@ -44,6 +44,12 @@ pub struct Options {
     #[arg(long, value_name = "HOST:PORT")]
     pub kchat: String,
 
+    /// The network namespace kchat's address is in (e.g. /proc/PID/ns/net, /run/netns/NAME),
+    /// if not the bridge's own: each connection to kchat is made from inside it (kchat runs
+    /// one instance per namespace), while NATS is reached from the bridge's namespace.
+    #[arg(long, value_name = "PATH")]
+    pub kchat_netns: Option<PathBuf>,
+
     /// File holding kchat's `link_secret` module parameter: a decimal u64, not 0 (white
     /// space around it is ignored).
     #[arg(long, value_name = "FILE")]
