@@ -23,9 +23,10 @@ setup:
 
 # Boots the debug test kernel with kchat loaded and its ports forwarded to
 # 127.0.0.1:10106 (native) and 127.0.0.1:6667 (IRC); quit the guest with
-# `poweroff` (or Ctrl-a x).
+# `poweroff` (or Ctrl-a x). `make run CLUSTER=3`: three nodes joined through
+# NATS, node i's ports forwarded to 10106+10i and 6667+10i (see README).
 run:
-	bash $(SCRIPTS)/vm.sh run debug
+	KCHAT_CLUSTER=$(CLUSTER) bash $(SCRIPTS)/vm.sh run debug
 
 # Builds everything the tests need, then runs the whole suite in the VM.
 test:

@@ -10,6 +10,7 @@ mod chat;
 mod cluster;
 mod commands;
 mod disconnect;
+mod forward;
 mod hostile;
 mod irc;
 mod irc_host;
@@ -113,6 +114,17 @@ fn main() {
                     let _ = module::unload();
                 }
                 std::process::exit(0);
+            }
+            "--forward" => {
+                let (listen, netns, target) = (
+                    args.next().unwrap_or_default(),
+                    args.next().unwrap_or_default(),
+                    args.next().unwrap_or_default(),
+                );
+                if let Err(e) = forward::main(&listen, &netns, &target) {
+                    eprintln!("kchat-vmtest --forward {listen}: {e}");
+                }
+                std::process::exit(1);
             }
             "--hog" => {
                 let mib = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -14,6 +14,7 @@
 //! whole kernel log for splats and KUnit failures, and prints `N passed, N failed`.
 
 mod bench;
+mod cluster_run;
 mod initramfs;
 mod irc_clients;
 mod logcheck;
@@ -31,6 +32,7 @@ use std::{
 use qemu::{Guest, Serial};
 
 /// Command-line options shared by the modes.
+#[derive(Clone)]
 struct Options {
     mode: String,
     kernel: PathBuf,
@@ -177,11 +179,92 @@ fn build_image_with(o: &Options, run_script: String, extra: Vec<PathBuf>) -> Pat
 const GUEST_CHAT_PORT: u16 = 10106;
 const GUEST_IRC_PORT: u16 = 6667;
 
+/// The names of the nodes of `make run CLUSTER=N`: `node-a` is the guest's initial namespace.
+const NODE_NAMES: [&str; 5] = ["node-a", "node-b", "node-c", "node-d", "node-e"];
+
+/// What `make run CLUSTER=N` (N from 2 to 5) adds to the guest's script: a network namespace
+/// per node beyond the first (each has its own kchat), two clustered `nats-server`s, a
+/// `kchat-bridge` per node, and a forwarder per port of each namespace's kchat, listening in
+/// the initial namespace on 10106 + 10 i and 6667 + 10 i, where QEMU forwards the host's.
+fn cluster_script(nodes: usize, secret: u64) -> String {
+    let mut s = format!(
+        r#"echo {secret} > /tmp/link-secret
+for i in 0 1; do
+    nats-server -a 127.0.0.1 -p $((4222 + i)) --cluster nats://127.0.0.1:$((6222 + i)) \
+        --routes nats://127.0.0.1:$((6223 - i)) --cluster_name kchat >/tmp/nats-$i.log 2>&1 &
+done
+kchat-bridge --kchat 127.0.0.1:10106 --link-secret-file /tmp/link-secret --node node-a \
+    --nats 127.0.0.1:4222,127.0.0.1:4223 >/tmp/bridge-node-a.log 2>&1 &
+"#
+    );
+    for (i, node) in NODE_NAMES.iter().enumerate().take(nodes).skip(1) {
+        let (chat, irc) = (
+            GUEST_CHAT_PORT + 10 * i as u16,
+            GUEST_IRC_PORT + 10 * i as u16,
+        );
+        s.push_str(&format!(
+            r#"unshare -n sh -c 'ifconfig lo up; exec sleep 2147483647' &
+ns=/proc/$!/ns/net
+sleep 0.2
+kchat-vmtest --forward 0.0.0.0:{chat} $ns 127.0.0.1:{GUEST_CHAT_PORT} &
+kchat-vmtest --forward 0.0.0.0:{irc} $ns 127.0.0.1:{GUEST_IRC_PORT} &
+kchat-bridge --kchat 127.0.0.1:{GUEST_CHAT_PORT} --kchat-netns $ns \
+    --link-secret-file /tmp/link-secret --node {node} \
+    --nats 127.0.0.1:{nats},127.0.0.1:4222 >/tmp/bridge-{node}.log 2>&1 &
+"#,
+            nats = 4222 + (i % 2),
+        ));
+    }
+    s
+}
+
+/// The lines of `make run`'s greeting that list the nodes of a cluster and their ports.
+fn cluster_note(nodes: usize) -> String {
+    if nodes < 2 {
+        return String::new();
+    }
+    let mut n =
+        format!("\n  A cluster of {nodes} nodes (kchat-bridge, nats-server; logs in /tmp):\n");
+    for (i, node) in NODE_NAMES.iter().enumerate().take(nodes) {
+        n.push_str(&format!(
+            "    {node}: native 127.0.0.1:{}, IRC 127.0.0.1:{}\n",
+            GUEST_CHAT_PORT + 10 * i as u16,
+            GUEST_IRC_PORT + 10 * i as u16
+        ));
+    }
+    n
+}
+
 /// `make run`: a console on the terminal, kchat loaded, ports 10106 and 6667 forwarded to the
-/// same ports on the host's 127.0.0.1 (the IRC one unless the host's 6667 is taken).
+/// same ports on the host's 127.0.0.1 (the IRC one unless the host's 6667 is taken). With
+/// `KCHAT_CLUSTER=N` (`make run CLUSTER=N`), N nodes joined through NATS, node i's ports
+/// forwarded to 10106 + 10 i and 6667 + 10 i on the host.
 fn run_interactive(o: &Options) -> i32 {
-    let params = std::env::var("KCHAT_PARAMS").unwrap_or_default();
+    let mut params = std::env::var("KCHAT_PARAMS").unwrap_or_default();
+    let nodes: usize = std::env::var("KCHAT_CLUSTER")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if !(1..=NODE_NAMES.len()).contains(&nodes) {
+        eprintln!("kchat-vm: CLUSTER is 1 to {} nodes", NODE_NAMES.len());
+        return 2;
+    }
+    let cluster = if nodes > 1 {
+        let secret = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 | 1);
+        params.push_str(&format!(" link_secret={secret}"));
+        cluster_script(nodes, secret)
+    } else {
+        String::new()
+    };
     let mut forwards = vec![(GUEST_CHAT_PORT, GUEST_CHAT_PORT)];
+    for i in 1..nodes as u16 {
+        forwards.push((GUEST_CHAT_PORT + 10 * i, GUEST_CHAT_PORT + 10 * i));
+        forwards.push((GUEST_IRC_PORT + 10 * i, GUEST_IRC_PORT + 10 * i));
+    }
+
     // A host port already in use would keep QEMU from starting at all.
     let irc_free = std::net::TcpListener::bind(("127.0.0.1", GUEST_IRC_PORT)).is_ok();
     let irc_where = if irc_free {
@@ -193,12 +276,13 @@ fn run_interactive(o: &Options) -> i32 {
         );
         "IRC not forwarded (the host's 6667 was taken)".to_string()
     };
+    let cluster_note = cluster_note(nodes);
     let script = format!(
         r#"insmod /lib/modules/kchat.ko {params} || echo "insmod failed"
-cat <<'EOF'
+{cluster}cat <<'EOF'
 
   kchat is loaded in this guest; the host reaches it at 127.0.0.1:10106,
-  {irc_where}.
+  {irc_where}.{cluster_note}
   Kernel log: dmesg | grep kchat      Stats: cat /sys/kernel/debug/kchat/stats
   Quit: exit or poweroff (or Ctrl-a x)
 
@@ -421,6 +505,11 @@ wait $kp
     });
     outcomes.extend(steps.finish());
     outcomes.extend(check_logs(&files.kmsg, &files.console));
+    // `make run CLUSTER=3`, booted once more (about 30 s): with the whole suite, or on demand.
+    let whole = o.guest_args.is_empty() || std::env::var_os("KCHAT_CLUSTER_CHECK").is_some();
+    if o.mode == "test" && whole {
+        outcomes.push(cluster_run::check(o));
+    }
     if let Some(log) = &o.host_test_log {
         outcomes.extend(host_tests(log));
     }
