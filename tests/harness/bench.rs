@@ -36,6 +36,8 @@ struct Scenario {
     args: &'static str,
     /// An IRC scenario, for the IRC servers (the others are for the rest).
     irc: bool,
+    /// A cluster scenario: for `kchat` (one node) and `kchat-cluster3` alone.
+    cluster: bool,
 }
 
 /// The scenarios, in order. Message counts are sized for a 2-vCPU TCG guest: each run takes
@@ -45,11 +47,13 @@ const SCENARIOS: &[Scenario] = &[
         name: "small",
         args: "--clients 10 --senders 10 --payload 1024 --messages 4000",
         irc: false,
+        cluster: false,
     },
     Scenario {
         name: "fanout-1000",
         args: "--clients 1000 --senders 1000 --payload 64 --messages 6",
         irc: false,
+        cluster: false,
     },
     // The same with naive readers: each read(2) asks for 64 bytes, less than one frame, so a
     // server's advantage cannot come from one client's read pattern.
@@ -57,21 +61,25 @@ const SCENARIOS: &[Scenario] = &[
         name: "fanout-1000-reads-64",
         args: "--clients 1000 --senders 1000 --payload 64 --messages 6 --read-size 64",
         irc: false,
+        cluster: false,
     },
     Scenario {
         name: "idle-10000",
         args: "--clients 10100 --senders 100 --payload 64 --messages 4",
         irc: false,
+        cluster: false,
     },
     Scenario {
         name: "slow-consumer",
         args: "--clients 999 --stalled 1 --senders 100 --payload 64 --messages 40",
         irc: false,
+        cluster: false,
     },
     Scenario {
         name: "slow-consumer-baseline",
         args: "--clients 999 --senders 100 --payload 64 --messages 40",
         irc: false,
+        cluster: false,
     },
     // 100 rooms of 10, everyone sending: each message reaches the 9 others of its room (for
     // Redis, the 10 subscribers of its channel), 1.35 M deliveries in all.
@@ -79,21 +87,33 @@ const SCENARIOS: &[Scenario] = &[
         name: "rooms",
         args: "--clients 1000 --senders 1000 --rooms 100 --payload 64 --messages 150",
         irc: false,
+        cluster: false,
     },
     // IRC: `small` and `fanout-1000` again, against kchat's IRC port and the IRC servers. An
     // IRC payload is a line of text of at most 400 bytes (not 1 KiB). ngircd and InspIRCd
     // set no TCP_NODELAY, so a line that follows another unacknowledged one waits for the
     // client's delayed ACK (about 40 ms on loopback): `irc-small` sends 1000 messages per
     // sender, not 4000, to stay within a minute against them.
+    // A cluster: 6 senders on one node, 54 receivers spread over three (kchat-cluster3: a
+    // namespace per node, kchat-bridge, two nats-servers), against the same clients on one
+    // node (kchat). Up to 32 messages in flight per sender, as a bridge batches.
+    Scenario {
+        name: "cluster-60",
+        args: "--clients 60 --senders 6 --payload 64 --messages 1000 --window 32",
+        irc: false,
+        cluster: true,
+    },
     Scenario {
         name: "irc-small",
         args: "--clients 10 --senders 10 --payload 400 --messages 1000",
         irc: true,
+        cluster: false,
     },
     Scenario {
         name: "irc-fanout-1000",
         args: "--clients 1000 --senders 1000 --payload 64 --messages 6",
         irc: true,
+        cluster: false,
     },
 ];
 
@@ -113,9 +133,17 @@ struct Server {
 }
 
 impl Server {
-    /// True if this server runs `sc` (IRC scenarios for IRC servers, the others for the rest).
+    /// True if this server runs `sc` (IRC scenarios for IRC servers, the others for the rest;
+    /// cluster scenarios for `kchat` and `kchat-cluster3` alone, which runs nothing else).
     fn serves(&self, sc: &Scenario) -> bool {
-        sc.irc == (self.protocol == "irc")
+        if sc.irc != (self.protocol == "irc") {
+            return false;
+        }
+        match (sc.cluster, self.label) {
+            (true, "kchat" | CLUSTER_LABEL) => true,
+            (false, CLUSTER_LABEL) | (true, _) => false,
+            (false, _) => true,
+        }
     }
 
     /// kchat itself, loaded as a module.
@@ -185,6 +213,9 @@ const IRC_CONFIG_FILES: [&str; 3] = ["ngircd.conf", "inspircd.conf", "inspircd.m
 const IRC_PEER_SCRIPT: &str = "scripts/irc-peer.sh";
 const GUEST_IRC_CONFIG: &str = "/etc/kchat-irc";
 
+/// Three kchat nodes in one guest (see `kchat-cluster3` below).
+const CLUSTER_LABEL: &str = "kchat-cluster3";
+
 const SERVERS: &[Server] = &[
     Server {
         label: "kchat",
@@ -193,6 +224,29 @@ const SERVERS: &[Server] = &[
         start: "insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 max_clients=20000 trace=0",
         stop: "rmmod kchat",
         args: "",
+        package: None,
+    },
+    // Three nodes: kchat in the initial namespace (node-a, where the senders are) and in two
+    // more, each linked by a kchat-bridge to a cluster of two nats-servers; the receivers
+    // are spread over the three (`--netns`). At the stop, the bridges' CPU time (user +
+    // system, in ticks of 10 ms since they started) is printed for the report.
+    Server {
+        label: CLUSTER_LABEL,
+        protocol: "kchat",
+        port: 10106,
+        start: r#"insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 max_clients=20000 trace=0 link_secret=4242 && echo 4242 > /tmp/ls
+nats-server -a 127.0.0.1 -p 4222 --cluster nats://127.0.0.1:6222 --routes nats://127.0.0.1:6223 --cluster_name kchat > /dev/null 2>&1 & N0=$!
+nats-server -a 127.0.0.1 -p 4223 --cluster nats://127.0.0.1:6223 --routes nats://127.0.0.1:6222 --cluster_name kchat > /dev/null 2>&1 & N1=$!
+unshare -n sh -c 'ifconfig lo up; exec sleep 2147483647' & SB=$!
+unshare -n sh -c 'ifconfig lo up; exec sleep 2147483647' & SC=$!
+sleep 0.5
+kchat-bridge --kchat 127.0.0.1:10106 --link-secret-file /tmp/ls --node node-a --nats 127.0.0.1:4222,127.0.0.1:4223 2> /tmp/bridge-a.log & BA=$!
+kchat-bridge --kchat 127.0.0.1:10106 --kchat-netns /proc/$SB/ns/net --link-secret-file /tmp/ls --node node-b --nats 127.0.0.1:4223,127.0.0.1:4222 2> /tmp/bridge-b.log & BB=$!
+kchat-bridge --kchat 127.0.0.1:10106 --kchat-netns /proc/$SC/ns/net --link-secret-file /tmp/ls --node node-c --nats 127.0.0.1:4222,127.0.0.1:4223 2> /tmp/bridge-c.log & BC=$!
+sleep 5"#,
+        stop: r##"echo "# bench: bridge cpu ticks: $(for p in $BA $BB $BC; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"
+kill $BA $BB $BC $SB $SC $N0 $N1; wait $BA $BB $BC $SB $SC $N0 $N1 2>/dev/null; rmmod kchat"##,
+        args: "--netns /proc/self/ns/net,/proc/$SB/ns/net,/proc/$SC/ns/net",
         package: None,
     },
     // The same module with its plain-copy send path (`zerocopy=0`): what the page-backed
@@ -1238,8 +1292,9 @@ mod tests {
         let p = plan(&[], &[], 3);
         let s = p.guest_script();
         assert_eq!(s.matches("\nbench_run ").count(), p.runs());
-        // 7 scenarios x 8 servers, 2 IRC scenarios x 3 IRC servers, 3 rounds.
-        assert_eq!(p.runs(), 186);
+        // 7 scenarios x 8 servers, 2 IRC scenarios x 3 IRC servers, the cluster scenario x 2
+        // servers (kchat, kchat-cluster3), 3 rounds.
+        assert_eq!(p.runs(), 192);
         let run_fn = &s[s.find("bench_run() {").unwrap()..];
         assert!(run_fn[..run_fn.find("\n}\n").unwrap()].contains("KCHAT-BENCH-JSON"));
         assert!(
@@ -1249,9 +1304,13 @@ mod tests {
         assert_eq!(
             s.matches("insmod /lib/modules/kchat.ko notices=0 max_msg_rate=0 history=0 ")
                 .count(),
-            9,
-            "kchat, kchat-copy and kchat-irc, 3 rounds each"
+            12,
+            "kchat, kchat-copy, kchat-irc and kchat-cluster3, 3 rounds each"
         );
+        assert!(s.contains("bench_run kchat-cluster3 cluster-60 10106 kchat --netns "));
+        assert!(s.contains("bench_run kchat cluster-60 10106 kchat --clients 60"));
+        assert!(!s.contains("bench_run kchat-copy cluster-60 "));
+        assert!(!s.contains("bench_run kchat-cluster3 small "));
         assert_eq!(s.matches("kchat-ref ").count(), 15);
         assert!(!s.contains("bench_run kchat-irc small "));
         assert!(!s.contains("bench_run ngircd fanout-1000 "));
@@ -1307,7 +1366,7 @@ mod tests {
         let full = plan(&[], &[], 3);
         assert_eq!(
             full.time_needed().as_secs(),
-            120 + 168 * 60 + 18 * 300 + 33 * 15 + 180
+            120 + 174 * 60 + 18 * 300 + 36 * 15 + 180
         );
         let one = plan(&["small"], &["kchat"], 1);
         assert_eq!(one.time_needed().as_secs(), 120 + 60 + 15);

@@ -41,6 +41,8 @@ const SYNC_MAX: u64 = 1_000_000_000;
 /// The event loop of one thread.
 struct Worker {
     shared: Arc<Shared>,
+    /// `--netns`: the namespaces this thread connects in.
+    netns: Namespaces,
     thread: usize,
     poll: Poll,
     conns: Vec<Conn>,
@@ -129,6 +131,7 @@ impl Worker {
                     own_sender: role.sender,
                     room: role.room,
                     active: false,
+                    remote: shared.opts.netns_of(g, role.sender.is_some()) != 0,
                 });
                 rows.len() as u32 - 1
             });
@@ -157,6 +160,7 @@ impl Worker {
         let rate_interval = o.rate.map(|r| (1e9 / r).max(1.0) as u64);
         let unresolved = conns.len();
         Self {
+            netns: Namespaces::new(&shared.opts.netns),
             connect_batch: (shared.opts.connect_batch() / layout.threads).max(1),
             tracker: Tracker::new(shared.clone(), thread, rows),
             thread,
@@ -215,6 +219,12 @@ impl Worker {
             let Some(i) = self.to_connect.pop() else {
                 break;
             };
+            let c = &self.conns[i];
+            let ns = self.shared.opts.netns_of(c.global, c.role.sender.is_some());
+            if let Err(e) = self.netns.enter(ns) {
+                self.connect_failed(i, &e);
+                continue;
+            }
             match TcpStream::connect(self.shared.opts.addr) {
                 Ok(mut stream) => {
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -552,5 +562,41 @@ impl Worker {
         if wrote {
             self.flush(i);
         }
+    }
+}
+
+/// The network namespaces of `--netns`, which a thread enters in turn to connect (a socket
+/// stays in the namespace it was made in).
+struct Namespaces {
+    files: Vec<std::io::Result<std::fs::File>>,
+    /// The one this thread is in (0 also before any switch: the senders' namespace is the
+    /// thread's own when `--netns` names it first, as it should).
+    now: Option<usize>,
+}
+
+impl Namespaces {
+    fn new(paths: &[std::path::PathBuf]) -> Self {
+        Self {
+            files: paths.iter().map(std::fs::File::open).collect(),
+            now: None,
+        }
+    }
+
+    /// Moves this thread into namespace `i` of `--netns` (nothing without `--netns`).
+    fn enter(&mut self, i: usize) -> io::Result<()> {
+        if self.files.is_empty() || self.now == Some(i) {
+            return Ok(());
+        }
+        let f = match &self.files[i] {
+            Ok(f) => f,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("--netns {i}: {e}"))),
+        };
+        // SAFETY: `f` is an open file; setns(2) only changes this thread's namespace.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(f), libc::CLONE_NEWNET) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.now = Some(i);
+        Ok(())
     }
 }

@@ -47,6 +47,11 @@ pub(crate) fn classify(frame: &[u8]) -> Frame<'_> {
 
 /// The port at the end of an `ip:port` label (any IP spelling), if there is one.
 pub(crate) fn label_port(label: &[u8]) -> Option<u16> {
+    // A member of another node of a cluster is `LABEL@NODE`.
+    let label = match label.iter().rposition(|&b| b == b'@') {
+        Some(at) => &label[..at],
+        None => label,
+    };
     let colon = label.iter().rposition(|&b| b == b':')?;
     let digits = &label[colon + 1..];
     if digits.is_empty() || digits.len() > 5 {
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(label_port(b"127.0.0.1:54321"), Some(54321));
         assert_eq!(label_port(b"[::1]:80"), Some(80));
         assert_eq!(label_port(b"alice"), None);
+        assert_eq!(label_port(b"127.0.0.1:54321@node-a"), Some(54321));
         assert_eq!(label_port(b"1.2.3.4:99999"), None);
         assert_eq!(label_port(b"1.2.3.4:"), None);
     }

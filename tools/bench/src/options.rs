@@ -115,6 +115,12 @@ pub(crate) struct Options {
     /// to 256 KiB, at least two messages; more once a buffer grew].
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_READ_SIZE))]
     pub(crate) read_size: Option<usize>,
+    /// Network namespaces (files such as /proc/PID/ns/net) to connect in: the senders in the
+    /// first, every other client i in namespace i modulo their number. For a kchat cluster
+    /// in one machine (one node per namespace): the record then also has the latencies of
+    /// the clients in the first namespace (local) and in the others (remote) apart.
+    #[arg(long, value_name = "PATH[,PATH...]", value_delimiter = ',')]
+    pub(crate) netns: Vec<std::path::PathBuf>,
     /// Connects in flight at once, over all threads [default: 256; irc: 8]. An IRC client is
     /// in flight until the server welcomes it, so that a server with a short listen backlog
     /// (ngircd's is 10) is never sent more connections than it has accepted; a server that
@@ -167,6 +173,15 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// The index in `--netns` of the namespace client `g` connects in (0 without `--netns`).
+    pub(crate) fn netns_of(&self, g: usize, sender: bool) -> usize {
+        match self.netns.len() {
+            0 | 1 => 0,
+            _ if sender => 0,
+            n => g % n,
+        }
+    }
+
     /// Connects in flight at once: `--connect-batch`, or its default for the protocol.
     pub(crate) fn connect_batch(&self) -> usize {
         let default = match self.protocol {

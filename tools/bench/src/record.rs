@@ -46,6 +46,10 @@ pub(crate) struct Record {
     pub(crate) p999_us: f64,
     pub(crate) max_us: f64,
     pub(crate) mean_us: f64,
+    /// With `--netns`: deliveries to, and latencies of, the clients in the first namespace
+    /// (local to the senders) and in the others (remote nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) split: Option<Split>,
     pub(crate) lost: u64,
     pub(crate) duplicated: u64,
     pub(crate) reordered: u64,
@@ -200,4 +204,15 @@ mod tests {
         assert_eq!(old.msgs_per_s, 5.0);
         assert_eq!(r.table_row().split_whitespace().next(), Some("kchat"));
     }
+}
+
+/// Latencies of a cluster run (`--netns`), local and remote apart.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub(crate) struct Split {
+    pub(crate) local_deliveries: u64,
+    pub(crate) local_p50_us: f64,
+    pub(crate) local_p99_us: f64,
+    pub(crate) remote_deliveries: u64,
+    pub(crate) remote_p50_us: f64,
+    pub(crate) remote_p99_us: f64,
 }

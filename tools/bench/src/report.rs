@@ -15,9 +15,10 @@ use crate::{chart, options::ReportOptions, record::Record};
 /// The server names that mean kchat itself: its own protocol, and its IRC port.
 pub(crate) const KCHAT: [&str; 2] = ["kchat", "kchat-irc"];
 
-/// kchat itself with another configuration (`kchat-copy`: the plain-copy send path), shown in
+/// kchat itself with another configuration (`kchat-copy`: the plain-copy send path;
+/// `kchat-cluster3`: three nodes joined through NATS), shown in
 /// the tables but never taken for a reference.
-const KCHAT_VARIANTS: [&str; 1] = ["kchat-copy"];
+const KCHAT_VARIANTS: [&str; 2] = ["kchat-copy", "kchat-cluster3"];
 
 /// True if `server` is kchat itself.
 fn is_kchat(server: &str) -> bool {

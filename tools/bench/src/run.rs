@@ -266,7 +266,14 @@ fn build(sh: &Shared, ph: Phases, end: CpuSample, mut trackers: Vec<Tracker>) ->
     let sent: Vec<u32> = sh.sent.iter().map(|s| s.load(Ordering::Acquire)).collect();
     let mut counts = Counts::default();
     let mut hist = latency_histogram();
+    let (mut local, mut remote) = (latency_histogram(), latency_histogram());
     for t in &mut trackers {
+        local
+            .add(&t.local_hist)
+            .expect("latency histograms share their bounds");
+        remote
+            .add(&t.remote_hist)
+            .expect("latency histograms share their bounds");
         if ph.start.is_some() {
             t.count_tail_losses(&sent);
         }
@@ -306,6 +313,14 @@ fn build(sh: &Shared, ph: Phases, end: CpuSample, mut trackers: Vec<Tracker>) ->
         p999_us: us(hist.value_at_quantile(0.999)),
         max_us: us(hist.max()),
         mean_us: hist.mean() / 1e3,
+        split: (o.netns.len() > 1).then(|| crate::record::Split {
+            local_deliveries: local.len(),
+            local_p50_us: us(local.value_at_quantile(0.50)),
+            local_p99_us: us(local.value_at_quantile(0.99)),
+            remote_deliveries: remote.len(),
+            remote_p50_us: us(remote.value_at_quantile(0.50)),
+            remote_p99_us: us(remote.value_at_quantile(0.99)),
+        }),
         lost: counts.lost,
         duplicated: counts.duplicated,
         reordered: counts.reordered,

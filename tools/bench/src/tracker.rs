@@ -78,6 +78,8 @@ pub(crate) struct Row {
     pub(crate) room: u32,
     /// Connected when measuring started, so it counts as a recipient.
     pub(crate) active: bool,
+    /// Connected outside the first `--netns` namespace: another node of a cluster.
+    pub(crate) remote: bool,
 }
 
 /// Per-thread receive accounting.
@@ -96,6 +98,10 @@ pub(crate) struct Tracker {
     pub(crate) counts: Counts,
     /// Latencies, ns.
     pub(crate) hist: Histogram<u64>,
+    /// The same, of the rows in the first `--netns` namespace (local) and in the others
+    /// (remote).
+    pub(crate) local_hist: Histogram<u64>,
+    pub(crate) remote_hist: Histogram<u64>,
     /// Senders of this thread that completed a message since the last pump.
     local_ready: Vec<u32>,
     /// Threads to wake because their senders completed a message.
@@ -130,6 +136,8 @@ impl Tracker {
             missing: HashMap::new(),
             counts: Counts::default(),
             hist: latency_histogram(),
+            local_hist: latency_histogram(),
+            remote_hist: latency_histogram(),
             local_ready: Vec::new(),
             wake_mask: 0,
             published: 0,
@@ -222,6 +230,11 @@ impl Tracker {
         self.counts.bytes += p.len() as u64;
         if time_ok {
             self.hist.saturating_record(now - h.sent_ns);
+            if self.rows[row as usize].remote {
+                self.remote_hist.saturating_record(now - h.sent_ns);
+            } else {
+                self.local_hist.saturating_record(now - h.sent_ns);
+            }
         }
     }
 
@@ -349,6 +362,7 @@ mod tests {
                     own_sender: role.sender,
                     room: role.room,
                     active: true,
+                    remote: false,
                 }
             })
             .collect()
