@@ -1074,6 +1074,7 @@ fn publish(records: Vec<Value>) -> Vec<Value> {
         for direct in [
             "kchat",
             "kchat-copy",
+            "kchat-cluster3",
             "ref-uring",
             "redis",
             "kchat-irc",
