@@ -19,8 +19,10 @@ need_root_for_apt() {
 # Packages from bookworm itself. The IRC servers (ngircd 26.1, InspIRCd 3.15) are
 # benchmark peers and the IRC clients (irssi 1.4.3, WeeChat 3.8, ii 1.8, sic 1.1) test
 # kchat's IRC front end (the irc-clients host step; weechat-plugins has the fifo and
-# trigger plugins that script headless WeeChat); RUNLEVEL=1 below keeps the servers' own
-# daemons from starting, as for redis-server.
+# trigger plugins that script headless WeeChat); nats-server (2.9.10) joins kchat nodes in
+# the cluster case, the cluster bench, `make run CLUSTER=N` and the bridge's host tests
+# (the guest runs the host's binary). RUNLEVEL=1 below keeps the servers' own daemons from
+# starting, as for redis-server.
 HOST_PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod
 	busybox-static xz-utils "libclang-$LLVM_VERSION-dev" "clang-$LLVM_VERSION"
 	"lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" tmux redis-server python3
