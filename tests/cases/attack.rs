@@ -78,18 +78,21 @@ pub struct HonestReport {
 /// becomes a slow consumer.
 pub struct Honest {
     stop: Arc<AtomicBool>,
+    /// Set once the sender has stopped: `rounds` is final.
+    sent_all: Arc<AtomicBool>,
     /// Pings sent by each of A and B.
     rounds: Arc<AtomicU64>,
     threads: Vec<JoinHandle<Result<(u64, Duration), String>>>,
     sender: JoinHandle<Result<(), String>>,
 }
 
-/// Reads frames from `s`, timing the pings that come from `peer`, until the pinging has stopped
-/// and every ping sent (`rounds`) has arrived, or `bound` has passed since it stopped.
+/// Reads frames from `s`, timing the pings that come from `peer`, until the sender has stopped
+/// (`sent_all`) and every ping sent (`rounds`) has arrived, or `bound` has passed since it
+/// stopped. (Checking the stop request itself would race with a ping being sent.)
 fn honest_reader(
     mut s: TcpStream,
     peer: String,
-    stop: Arc<AtomicBool>,
+    sent_all: Arc<AtomicBool>,
     rounds: Arc<AtomicU64>,
     bound: Duration,
     t0: Instant,
@@ -102,9 +105,9 @@ fn honest_reader(
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .ctx("timeout")?;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if sent_all.load(Ordering::SeqCst) {
             let since = *stopped.get_or_insert_with(Instant::now);
-            if got >= rounds.load(Ordering::Relaxed) || since.elapsed() > bound {
+            if got >= rounds.load(Ordering::SeqCst) || since.elapsed() > bound {
                 return Ok((got, worst));
             }
         }
@@ -161,18 +164,27 @@ impl Honest {
             b.local_addr().ctx("addr")?.to_string(),
         );
         let stop = Arc::new(AtomicBool::new(false));
+        let sent_all = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
         let t0 = Instant::now();
         let threads = vec![
             {
-                let (s, stop, rounds) = (a.try_clone().ctx("clone")?, stop.clone(), rounds.clone());
+                let (s, done, rounds) = (
+                    a.try_clone().ctx("clone")?,
+                    sent_all.clone(),
+                    rounds.clone(),
+                );
                 let peer = lb.clone();
-                thread::spawn(move || honest_reader(s, peer, stop, rounds, bound, t0))
+                thread::spawn(move || honest_reader(s, peer, done, rounds, bound, t0))
             },
             {
-                let (s, stop, rounds) = (b.try_clone().ctx("clone")?, stop.clone(), rounds.clone());
+                let (s, done, rounds) = (
+                    b.try_clone().ctx("clone")?,
+                    sent_all.clone(),
+                    rounds.clone(),
+                );
                 let peer = la.clone();
-                thread::spawn(move || honest_reader(s, peer, stop, rounds, bound, t0))
+                thread::spawn(move || honest_reader(s, peer, done, rounds, bound, t0))
             },
         ];
         let (stop2, rounds2) = (stop.clone(), rounds.clone());
@@ -186,13 +198,14 @@ impl Honest {
                         .map_err(|e| format!("an honest client could not send: {e}"))?;
                 }
                 i += 1;
-                rounds2.store(i, Ordering::Relaxed);
+                rounds2.store(i, Ordering::SeqCst);
                 thread::sleep(interval);
             }
             Ok(())
         });
         Ok(Self {
             stop,
+            sent_all,
             rounds,
             threads,
             sender,
@@ -203,10 +216,10 @@ impl Honest {
     pub fn stop(self, bound: Duration) -> Result<HonestReport, String> {
         // The readers wait for the last pings.
         self.stop.store(true, Ordering::Relaxed);
-        self.sender
-            .join()
-            .map_err(|_| "honest sender panicked".to_string())??;
-        let sent = 2 * self.rounds.load(Ordering::Relaxed);
+        let sender = self.sender.join();
+        self.sent_all.store(true, Ordering::SeqCst);
+        sender.map_err(|_| "honest sender panicked".to_string())??;
+        let sent = 2 * self.rounds.load(Ordering::SeqCst);
         let mut report = HonestReport::default();
         for t in self.threads {
             let (got, worst) = t
