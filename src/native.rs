@@ -162,11 +162,7 @@ fn link_frame(
     let result = match verb {
         b"=msg" => {
             let (room, rest) = command::word(rest);
-            // The text is everything after one space: it keeps its own spaces.
-            let (from, text) = match rest.iter().position(|&c| c == b' ') {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, &b""[..]),
-            };
+            let (from, text) = command::sender_and_text(rest);
             match (RoomName::parse(room), Label::remote(from)) {
                 (Some(room), Some((from, _))) if !text.is_empty() => {
                     match core.remote_speaker(&**client, &room, &from) {
@@ -214,10 +210,7 @@ fn link_frame(
         },
         b"=priv" => {
             let (to, rest) = command::word(rest);
-            let (from, text) = match rest.iter().position(|&c| c == b' ') {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, &b""[..]),
-            };
+            let (from, text) = command::sender_and_text(rest);
             match Label::remote(from) {
                 Some((from, _)) if !to.is_empty() && !text.is_empty() => core
                     .remote_private(&**client, to, &from, text)

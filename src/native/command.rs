@@ -35,6 +35,15 @@ pub(super) fn word(text: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// A link frame's `FROM TEXT` tail split at its first space: the sender, and the text after that
+/// one space, which keeps every other space of its own (unlike [`word`]).
+pub(super) fn sender_and_text(rest: &[u8]) -> (&[u8], &[u8]) {
+    match rest.iter().position(|&c| c == b' ') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, b""),
+    }
+}
+
 /// Parses a payload. Trailing whitespace (a newline from a line-based client) is ignored
 /// around commands; everything that is not a command is chat.
 pub(crate) fn parse(payload: &[u8]) -> Command<'_> {
@@ -114,6 +123,22 @@ mod tests {
         for (payload, want) in cases {
             let got = parse(payload);
             assert_eq!(got, want);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn link_tails() -> Result {
+        // (tail, sender, text)
+        let cases: [[&[u8]; 3]; 5] = [
+            [b"bob@b hi", b"bob@b", b"hi"],
+            [b"bob@b  two  spaces ", b"bob@b", b" two  spaces "],
+            [b"bob@b", b"bob@b", b""],
+            [b"bob@b ", b"bob@b", b""],
+            [b"", b"", b""],
+        ];
+        for [rest, from, text] in cases {
+            assert_eq!(sender_and_text(rest), (from, text));
         }
         Ok(())
     }

@@ -302,7 +302,7 @@ fn dismantled_under_load() -> CaseResult {
                 while Instant::now() < until {
                     let _ = c.send(&payload);
                     let mut sink = [0u8; 8192];
-                    let _ = std::io::Read::read(&mut &*c.stream(), &mut sink);
+                    let _ = std::io::Read::read(&mut c.stream(), &mut sink);
                 }
                 drop(c);
             })

@@ -11,11 +11,7 @@ use std::{
 
 use kchat_proto::Conn;
 
-use crate::{
-    build_image, cluster_script,
-    qemu::{self, Guest, Serial},
-    Options, Outcome, RunFiles, GUEST_CHAT_PORT,
-};
+use crate::{build_image, cluster_script, qemu, Options, Outcome, RunFiles, GUEST_CHAT_PORT};
 
 const NAME: &str =
     "host: make run CLUSTER=3: host clients on node-a and node-b chat through the forwarded ports";
@@ -63,19 +59,7 @@ pub fn check(o: &Options) -> Outcome {
         .enumerate()
         .map(|(i, &p)| (p, GUEST_CHAT_PORT + 10 * i as u16))
         .collect();
-    let guest = Guest {
-        kernel: &o.kernel,
-        initrd: &initrd,
-        cpus: o.cpus,
-        memory_mib: o.memory_mib,
-        append: String::new(),
-        serial: Serial::Files {
-            console: files.console.clone(),
-            output: files.output.clone(),
-            kmsg: files.kmsg.clone(),
-        },
-        forwards,
-    };
+    let guest = files.guest(o, &initrd, forwards);
     let mut child = match guest.command().stdin(Stdio::null()).spawn() {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start qemu: {e}")),

@@ -341,6 +341,24 @@ impl RunFiles {
         }
         files
     }
+
+    /// The test guest: `o`'s kernel, CPUs and memory, booting `initrd`, its serial ports
+    /// written to these files, `forwards` (host port, guest port) forwarded.
+    fn guest<'a>(&self, o: &'a Options, initrd: &'a Path, forwards: Vec<(u16, u16)>) -> Guest<'a> {
+        Guest {
+            kernel: &o.kernel,
+            initrd,
+            cpus: o.cpus,
+            memory_mib: o.memory_mib,
+            append: String::new(),
+            serial: Serial::Files {
+                console: self.console.clone(),
+                output: self.output.clone(),
+                kmsg: self.kmsg.clone(),
+            },
+            forwards,
+        }
+    }
 }
 
 /// Host ports forwarded to the guest's kchat ports (0: none).
@@ -389,19 +407,7 @@ fn boot_with(
     if ports.irc != 0 {
         forwards.push((ports.irc, GUEST_IRC_PORT));
     }
-    let guest = Guest {
-        kernel: &o.kernel,
-        initrd,
-        cpus: o.cpus,
-        memory_mib: o.memory_mib,
-        append: String::new(),
-        serial: Serial::Files {
-            console: files.console.clone(),
-            output: files.output.clone(),
-            kmsg: files.kmsg.clone(),
-        },
-        forwards,
-    };
+    let guest = files.guest(o, initrd, forwards);
     eprintln!(
         "kchat-vm: booting the {what}; output in {}",
         o.out.display()
