@@ -243,8 +243,9 @@ sleep 0.5
 kchat-bridge --kchat 127.0.0.1:10106 --link-secret-file /tmp/ls --node node-a --nats 127.0.0.1:4222,127.0.0.1:4223 2> /tmp/bridge-a.log & BA=$!
 kchat-bridge --kchat 127.0.0.1:10106 --kchat-netns /proc/$SB/ns/net --link-secret-file /tmp/ls --node node-b --nats 127.0.0.1:4223,127.0.0.1:4222 2> /tmp/bridge-b.log & BB=$!
 kchat-bridge --kchat 127.0.0.1:10106 --kchat-netns /proc/$SC/ns/net --link-secret-file /tmp/ls --node node-c --nats 127.0.0.1:4222,127.0.0.1:4223 2> /tmp/bridge-c.log & BC=$!
-sleep 5"#,
-        stop: r##"echo "# bench: bridge cpu ticks: $(for p in $BA $BB $BC; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"
+sleep 5
+CT0=$(for p in $BA $BB $BC $N0 $N1; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"#,
+        stop: r##"echo "# bench: cpu ticks of bridge a, b, c, nats 0, 1 at the start: $CT0; at the stop: $(for p in $BA $BB $BC $N0 $N1; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"
 kill $BA $BB $BC $SB $SC $N0 $N1; wait $BA $BB $BC $SB $SC $N0 $N1 2>/dev/null; rmmod kchat"##,
         args: "--netns /proc/self/ns/net,/proc/$SB/ns/net,/proc/$SC/ns/net",
         package: None,

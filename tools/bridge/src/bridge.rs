@@ -34,7 +34,7 @@ use crate::{
     names::Malformed,
     nats::proto,
     outbox::{Drops, Kind, Outbox},
-    payload::{Presence, PrivMsg, RoomMsg},
+    payload::{parse_room, Presence, PrivMsg, RoomBatch, RoomMsg},
     remote::Remote,
     stats::Stats,
     subject,
@@ -63,6 +63,10 @@ const MIN_STATE_BUDGET: usize = 200;
 
 /// How often the clock is looked at.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The longest payload a batch of room messages grows to (also never beyond the server's
+/// max_payload). A batch holds only what one read from kchat brought: it adds no delay.
+const BATCH_PAYLOAD: usize = 32 * 1024;
 
 /// Shortest time between two lines about drops.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -97,6 +101,10 @@ pub struct Bridge {
     nats_up: bool,
     /// The last `state` number used.
     seq: u64,
+    /// Local room messages of one room not yet published: (subject, batch). A run of
+    /// messages to one room within one read from kchat goes out as one payload; anything
+    /// else from kchat publishes it first, so the order of everything published holds.
+    batch: Option<(String, RoomBatch)>,
     next_heartbeat: Instant,
     next_tick: Instant,
     next_stats: Option<Instant>,
@@ -157,6 +165,7 @@ impl Bridge {
             remote: BTreeMap::new(),
             nats_up: false,
             seq: 0,
+            batch: None,
             next_tick: now,
             next_drop_report: now,
             unreported: Default::default(),
@@ -187,9 +196,12 @@ impl Bridge {
                     self.synced = false;
                 }
             }
-            Event::KchatFrame { gen, frame } => {
+            Event::KchatFrames { gen, frames } => {
                 if self.link == Some(gen) {
-                    self.on_kchat_frame(&frame, now);
+                    for frame in &frames {
+                        self.on_kchat_frame(frame, now);
+                    }
+                    self.publish_batch();
                 }
             }
             Event::NatsUp => {
@@ -205,7 +217,11 @@ impl Bridge {
                 self.publish_state(Kind::Control, now);
             }
             Event::NatsDown => self.nats_up = false,
-            Event::NatsMsg { subject, payload } => self.on_nats_msg(&subject, &payload, now),
+            Event::NatsMsgs(msgs) => {
+                for (subject, payload) in &msgs {
+                    self.on_nats_msg(subject, payload, now);
+                }
+            }
             Event::Signal(sig) => return Flow::Exit(sig),
         }
         Flow::Go
@@ -236,7 +252,47 @@ impl Bridge {
     /// Queues a publish.
     fn publish(&mut self, subject: &str, payload: &[u8], kind: Kind) {
         self.nats
-            .push_pub(proto::publish(subject, payload), payload.len(), kind);
+            .push_pub(proto::publish(subject, payload), payload.len(), 1, kind);
+    }
+
+    /// Adds a local room message to the batch, publishing the batch first if it is of
+    /// another room or would grow too long.
+    fn batch_room_msg(&mut self, room: &str, nick: &str, text: &[u8]) {
+        let subject = subject::room(room);
+        let limit = BATCH_PAYLOAD.min(self.max_payload.load(Ordering::Relaxed));
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|(s, b)| *s != subject || b.len_with(nick, text) > limit)
+        {
+            self.publish_batch();
+        }
+        let node = &self.cfg.node;
+        let (_, batch) = self
+            .batch
+            .get_or_insert_with(|| (subject, RoomBatch::new(node)));
+        batch.push(nick, text);
+        self.stats.room_out += 1;
+    }
+
+    /// Publishes the batch of room messages, if any: one message in the single form.
+    fn publish_batch(&mut self) {
+        let Some((subject, batch)) = self.batch.take() else {
+            return;
+        };
+        let node = &self.cfg.node;
+        let payload = match batch.single() {
+            Some((nick, text)) => RoomMsg { node, nick, text }.payload(),
+            None => batch.payload(node),
+        };
+        let messages = batch.count() as u64;
+        self.nats.push_pub(
+            proto::publish(&subject, &payload),
+            payload.len(),
+            messages,
+            Kind::Data,
+        );
+        self.stats.room_batches_out += 1;
     }
 
     /// Publishes our presence, whole, if we know it (kchat synced), in as many parts as the
@@ -289,6 +345,9 @@ impl Bridge {
             Ok(p) => p,
             Err(why) => return self.malformed("frame from kchat", why, frame, now),
         };
+        if !matches!(parsed, FromKchat::Msg { .. }) {
+            self.publish_batch();
+        }
         let node = self.cfg.node.clone();
         match parsed {
             FromKchat::Link { .. } | FromKchat::Other => {}
@@ -337,16 +396,7 @@ impl Bridge {
             FromKchat::Msg { text: b"", .. } | FromKchat::Priv { text: b"", .. } => {
                 self.malformed("frame from kchat", Malformed("empty text"), frame, now);
             }
-            FromKchat::Msg { room, nick, text } => {
-                let p = RoomMsg {
-                    node: &node,
-                    nick,
-                    text,
-                }
-                .payload();
-                self.publish(&subject::room(room), &p, Kind::Data);
-                self.stats.room_out += 1;
-            }
+            FromKchat::Msg { room, nick, text } => self.batch_room_msg(room, nick, text),
             FromKchat::Priv {
                 to,
                 node: to_node,
@@ -385,7 +435,7 @@ impl Bridge {
         if subj == subject::PRESENCE {
             self.presence(payload, now);
         } else if let Some(room) = subject::subject_room(subj) {
-            self.room_msg(&room, payload, now);
+            self.room_msgs(&room, payload, now);
         } else if subject::is_private(subj) && subj == subject::private(&self.cfg.node) {
             self.priv_msg(payload, now);
         } else {
@@ -393,26 +443,33 @@ impl Bridge {
         }
     }
 
-    /// A room message of another node.
-    fn room_msg(&mut self, room: &str, payload: &[u8], now: Instant) {
-        let m = match RoomMsg::parse(payload) {
+    /// A room payload of another node: one message or a batch.
+    fn room_msgs(&mut self, room: &str, payload: &[u8], now: Instant) {
+        let (node, msgs) = match parse_room(payload) {
             Ok(m) => m,
             Err(why) => return self.malformed("room message", why, payload, now),
         };
-        if m.node == self.cfg.node {
+        if node == self.cfg.node {
             self.stats.own_ignored += 1;
             return;
         }
-        let (nick, node) = (m.nick, m.node);
         heard(&mut self.remote, node, now);
-        if m.text.is_empty() {
-            return self.malformed("room message", Malformed("empty text"), payload, now);
+        for (nick, text) in msgs {
+            if text.is_empty() {
+                self.malformed("room message", Malformed("empty text"), payload, now);
+            } else {
+                self.room_msg(room, node, nick, text, now);
+            }
         }
+    }
+
+    /// Posts NICK of NODE's message to kchat (a `=join` first if NICK is new in the room).
+    fn room_msg(&mut self, room: &str, node: &str, nick: &str, text: &[u8], now: Instant) {
         let frame = ToKchat::Msg {
             room,
             nick,
             node,
-            text: m.text,
+            text,
         }
         .payload();
         if !self.fits_kchat(&frame, nick, node, now) {
@@ -704,17 +761,17 @@ mod tests {
         }
 
         fn frame(&mut self, gen: u64, f: &str) {
-            self.ev(Event::KchatFrame {
+            self.ev(Event::KchatFrames {
                 gen,
-                frame: f.as_bytes().to_vec(),
+                frames: vec![f.as_bytes().to_vec()],
             });
         }
 
         fn msg(&mut self, subject: &str, payload: &str) {
-            self.ev(Event::NatsMsg {
-                subject: subject.into(),
-                payload: payload.as_bytes().to_vec(),
-            });
+            self.ev(Event::NatsMsgs(vec![(
+                subject.into(),
+                payload.as_bytes().to_vec(),
+            )]));
         }
 
         /// What was queued for kchat since the last call, as payload text.
@@ -755,6 +812,85 @@ mod tests {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn runs_of_one_room_in_one_read_are_batched_in_order() {
+        let mut c = Core::new("n1");
+        let gen = c.link(&["=join #lobby alice"]);
+        c.ev(Event::NatsUp);
+        c.published();
+        let frames = [
+            "=msg #lobby alice one",
+            "=msg #Lobby bob two  spaces",
+            "=msg #lobby alice three",
+            "=msg #rust alice four",
+            "=join #lobby carol",
+            "=msg #lobby carol five",
+            "=msg #lobby alice six",
+        ];
+        c.ev(Event::KchatFrames {
+            gen,
+            frames: frames.iter().map(|f| f.as_bytes().to_vec()).collect(),
+        });
+        assert_eq!(
+            c.published(),
+            pairs(&[
+                (
+                    "kchat.room.lobby",
+                    "n1 @3 alice 3 onebob 11 two  spacesalice 5 three"
+                ),
+                ("kchat.room.rust", "n1 alice four"),
+                ("kchat.presence", "n1 join #lobby carol"),
+                ("kchat.room.lobby", "n1 @2 carol 4 fivealice 3 six"),
+            ])
+        );
+        assert_eq!(c.b.stats().room_out, 6);
+        assert_eq!(c.b.stats().room_batches_out, 3);
+
+        // A batch that would outgrow max_payload goes in two.
+        c.max_payload.store(40, Ordering::Relaxed);
+        c.ev(Event::KchatFrames {
+            gen,
+            frames: [
+                "=msg #lobby alice 0123456789",
+                "=msg #lobby alice abcdefghij",
+            ]
+            .iter()
+            .map(|f| f.as_bytes().to_vec())
+            .collect(),
+        });
+        assert_eq!(
+            c.published(),
+            pairs(&[
+                ("kchat.room.lobby", "n1 alice 0123456789"),
+                ("kchat.room.lobby", "n1 alice abcdefghij"),
+            ])
+        );
+
+        // Another node's batch: each message posted in order, a =join before a newcomer's.
+        let mut d = Core::new("n2");
+        d.link(&[]);
+        d.ev(Event::NatsUp);
+        d.posted();
+        d.msg(
+            "kchat.room.lobby",
+            "n1 @3 alice 3 onebob 11 two  spacesalice 5 three",
+        );
+        assert_eq!(
+            d.posted(),
+            [
+                "=join #lobby alice@n1",
+                "=msg #lobby alice@n1 one",
+                "=join #lobby bob@n1",
+                "=msg #lobby bob@n1 two  spaces",
+                "=msg #lobby alice@n1 three",
+            ]
+        );
+        // A malformed batch posts nothing.
+        d.msg("kchat.room.lobby", "n1 @2 alice 3 one");
+        assert!(d.posted().is_empty());
+        assert_eq!(d.b.stats().malformed, 1);
     }
 
     #[test]
@@ -878,10 +1014,10 @@ mod tests {
         c.posted();
         let t0 = c.t0;
         c.b.handle(
-            Event::NatsMsg {
-                subject: "kchat.presence".into(),
-                payload: b"n3 state 1 #lobby carol".to_vec(),
-            },
+            Event::NatsMsgs(vec![(
+                "kchat.presence".into(),
+                b"n3 state 1 #lobby carol".to_vec(),
+            )]),
             t0 + 10 * S,
         );
         c.b.tick(t0 + 14 * S);
@@ -951,10 +1087,10 @@ mod tests {
             ["=msg #go carol@n3 while down"],
             "presence waits for the new link, messages are queued"
         );
-        c.ev(Event::NatsMsg {
-            subject: "kchat.room.go".into(),
-            payload: b"n3 carol still down".to_vec(),
-        });
+        c.ev(Event::NatsMsgs(vec![(
+            "kchat.room.go".into(),
+            b"n3 carol still down".to_vec(),
+        )]));
         let gen2 = c.kchat.attach();
         c.ev(Event::KchatUp { gen: gen2 });
         assert_eq!(

@@ -18,7 +18,7 @@ use std::{
 use kchat_proto::{Decoder, MAX_MSG_LEN_LIMIT};
 
 use crate::{
-    event::Event,
+    event::{Event, READ_BYTES},
     link::{self, FromKchat},
     log::{log, shown, Throttle},
     net::{self, Backoff, GREETING_TIMEOUT},
@@ -54,7 +54,7 @@ enum Ended {
 
 /// Reads into `decoder`; `Ok(false)` on timeout.
 fn read_into(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<bool> {
-    match stream.read(decoder.spare(64 * 1024)) {
+    match stream.read(decoder.spare(READ_BYTES)) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "kchat closed the link",
@@ -186,20 +186,21 @@ impl KchatSide {
             return Ended::Lost(e.to_string());
         }
         loop {
+            let mut frames = Vec::new();
             loop {
                 match decoder.next_frame() {
-                    Ok(Some(frame)) => {
-                        let ev = Event::KchatFrame {
-                            gen,
-                            frame: frame.to_vec(),
-                        };
-                        if self.events.send(ev).is_err() {
-                            return Ended::Exit;
-                        }
-                    }
+                    Ok(Some(frame)) => frames.push(frame.to_vec()),
                     Ok(None) => break,
                     Err(e) => return Ended::Lost(e.to_string()),
                 }
+            }
+            if !frames.is_empty()
+                && self
+                    .events
+                    .send(Event::KchatFrames { gen, frames })
+                    .is_err()
+            {
+                return Ended::Exit;
             }
             if let Err(e) = read_into(stream, decoder) {
                 return Ended::Lost(e.to_string());

@@ -49,6 +49,9 @@ struct Item {
     /// For a NATS `PUB`, its payload's length (checked against the server's max_payload);
     /// 0 otherwise.
     payload_len: usize,
+    /// The chat messages it carries (a batch of room messages carries several), as drops
+    /// are counted.
+    messages: u64,
 }
 
 /// Drops since they were last reported.
@@ -58,7 +61,7 @@ pub struct Drops {
     pub full: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// NATS publishes dropped because their payload exceeded the server's max_payload.
+    /// Messages dropped because their publish exceeded the server's max_payload.
     pub oversize: u64,
 }
 
@@ -78,6 +81,10 @@ struct State {
     drops: Drops,
     /// Messages written, ever.
     written: u64,
+    /// Writers asleep in [`Outbox::next_batch`] (at most one: a writer is joined before the
+    /// next attaches): a push wakes them only then (a wake-up is a system call; a writer
+    /// still writing finds the push when it takes its next batch).
+    writers_waiting: usize,
 }
 
 /// A bounded queue for one peer.
@@ -107,14 +114,15 @@ impl Outbox {
 
     /// Queues `bytes`; false if it was dropped (the queue is full).
     pub fn push(&self, bytes: Vec<u8>, kind: Kind) -> bool {
-        self.push_pub(bytes, 0, kind)
+        self.push_pub(bytes, 0, 1, kind)
     }
 
-    /// Queues a NATS `PUB` whose payload is `payload_len` bytes; false if it was dropped.
-    pub fn push_pub(&self, bytes: Vec<u8>, payload_len: usize, kind: Kind) -> bool {
+    /// Queues a NATS `PUB` whose payload is `payload_len` bytes and carries `messages` chat
+    /// messages; false if it was dropped.
+    pub fn push_pub(&self, bytes: Vec<u8>, payload_len: usize, messages: u64, kind: Kind) -> bool {
         let mut s = self.lock();
         if matches!(kind, Kind::Data | Kind::Volatile) && s.bytes + bytes.len() > self.bound {
-            s.drops.full += 1;
+            s.drops.full += messages;
             s.drops.bytes += bytes.len() as u64;
             return false;
         }
@@ -123,8 +131,9 @@ impl Outbox {
             bytes,
             kind,
             payload_len,
+            messages,
         });
-        if s.open {
+        if s.open && s.writers_waiting > 0 {
             self.ready.notify_all();
         }
         true
@@ -139,11 +148,12 @@ impl Outbox {
             bytes,
             kind: Kind::Reply,
             payload_len: 0,
+            messages: 1,
         });
         if let Some(a) = s.allowance.as_mut() {
             *a += 1;
         }
-        if s.open {
+        if s.open && s.writers_waiting > 0 {
             self.ready.notify_all();
         }
     }
@@ -182,6 +192,7 @@ impl Outbox {
                 bytes,
                 kind: Kind::Control,
                 payload_len: 0,
+                messages: 1,
             });
         }
         s.open = true;
@@ -219,7 +230,9 @@ impl Outbox {
             if s.open && !s.items.is_empty() && s.allowance != Some(0) {
                 break;
             }
+            s.writers_waiting += 1;
             s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.writers_waiting -= 1;
         }
         let s = &mut *s;
         let mut batch = Vec::new();
@@ -326,14 +339,17 @@ pub fn write_loop(
         let mut oversize = 0;
         for item in &batch {
             if item.payload_len > limit {
-                oversize += 1;
+                oversize += item.messages;
             } else {
                 buf.extend_from_slice(&item.bytes);
             }
             ends.push(buf.len());
         }
         match write_counting(&mut stream, &buf) {
-            Ok(()) => outbox.written(batch.len() as u64 - oversize, oversize),
+            Ok(()) => {
+                let refused = batch.iter().filter(|i| i.payload_len > limit).count();
+                outbox.written((batch.len() - refused) as u64, oversize);
+            }
             Err((done, e)) => {
                 let unsent: Vec<Item> = batch
                     .into_iter()
@@ -451,8 +467,8 @@ mod tests {
             thread::spawn(move || write_loop(&o, gen, client, Some(&max)))
         };
         o.open(gen, vec![v("first;")], false);
-        o.push_pub(v("too-big;"), 5, Kind::Data);
-        o.push_pub(v("fits;"), 4, Kind::Data);
+        o.push_pub(v("too-big;"), 5, 1, Kind::Data);
+        o.push_pub(v("fits;"), 4, 1, Kind::Data);
         let want = b"first;one;fits;";
         let mut got = vec![0; want.len()];
         server.read_exact(&mut got).unwrap();
@@ -492,11 +508,13 @@ mod tests {
                 bytes: v("a"),
                 kind: Kind::Data,
                 payload_len: 0,
+                messages: 1,
             },
             Item {
                 bytes: v("b"),
                 kind: Kind::Data,
                 payload_len: 0,
+                messages: 1,
             },
         ]);
         assert_eq!(o.contents(), vec![v("a"), v("b"), v("c")]);

@@ -50,6 +50,119 @@ impl<'a> RoomMsg<'a> {
     }
 }
 
+/// Several room messages of one node in one payload on `kchat.room.ROOM`, in the order they
+/// were said: `NODE @COUNT` and a space, then COUNT records `NICK LEN TEXT`, where LEN is
+/// TEXT's length in decimal and each record follows the previous one's TEXT directly.
+/// (`@` starts no nick, so the form cannot be mistaken for [`RoomMsg`].) NATS then carries,
+/// and every bridge parses, one payload for a run of messages instead of one each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomBatch {
+    node_len: usize,
+    records: Vec<u8>,
+    count: usize,
+}
+
+/// The longest LEN a batch record may state (kchat's max_msg_len is at most 1 MiB).
+const MAX_RECORD_TEXT: usize = 1 << 20;
+
+impl RoomBatch {
+    /// An empty batch of `node`'s.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node_len: node.len(),
+            records: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Messages in the batch.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The payload's length once `nick` saying `text` is added (a bound: the count may
+    /// gain a digit).
+    pub fn len_with(&self, nick: &str, text: &[u8]) -> usize {
+        // "NODE @COUNT " + records + "NICK LEN TEXT"
+        self.node_len + 2 + 20 + 1 + self.records.len() + nick.len() + 1 + 20 + 1 + text.len()
+    }
+
+    /// Adds `nick` saying `text`.
+    pub fn push(&mut self, nick: &str, text: &[u8]) {
+        self.records.extend_from_slice(nick.as_bytes());
+        self.records
+            .extend_from_slice(format!(" {} ", text.len()).as_bytes());
+        self.records.extend_from_slice(text);
+        self.count += 1;
+    }
+
+    /// The one message, if the batch holds exactly one.
+    pub fn single(&self) -> Option<Said<'_>> {
+        if self.count != 1 {
+            return None;
+        }
+        parse_record(&self.records).ok().map(|(said, _)| said)
+    }
+
+    /// The payload of `node` (the node given to [`RoomBatch::new`]).
+    pub fn payload(&self, node: &str) -> Vec<u8> {
+        join(&[
+            node.as_bytes(),
+            format!(" @{} ", self.count).as_bytes(),
+            &self.records,
+        ])
+    }
+}
+
+/// One room message: NICK and TEXT.
+pub type Said<'a> = (&'a str, &'a [u8]);
+
+/// The batch record `NICK LEN TEXT` at the start of `rest`, and what follows it.
+fn parse_record(rest: &[u8]) -> Result<(Said<'_>, &[u8]), Malformed> {
+    let ([nick, len], after) = split_fields::<2>(rest).ok_or(Malformed("bad batch record"))?;
+    let nick = text(nick)
+        .filter(|n| is_nick(n))
+        .ok_or(Malformed("bad nick"))?;
+    let len: usize = text(len)
+        .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|l| l.parse().ok())
+        .filter(|l| (1..=MAX_RECORD_TEXT).contains(l) && *l <= after.len())
+        .ok_or(Malformed("bad batch record length"))?;
+    let (text, after) = after.split_at(len);
+    Ok(((nick, text), after))
+}
+
+/// A room payload, either form: the origin node and its messages, (NICK, TEXT) in order.
+/// A single message's TEXT may be empty (the caller refuses it); a batch record's may not.
+pub fn parse_room(p: &[u8]) -> Result<(&str, Vec<Said<'_>>), Malformed> {
+    let ([node, second], mut rest) = split_fields::<2>(p).ok_or(Malformed("wrong fields"))?;
+    let Some(count) = second.strip_prefix(b"@") else {
+        let m = RoomMsg::parse(p)?;
+        return Ok((m.node, vec![(m.nick, m.text)]));
+    };
+    let node = text(node)
+        .filter(|n| is_node(n))
+        .ok_or(Malformed("bad node"))?;
+    let count: usize = text(count)
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| c >= 1)
+        .ok_or(Malformed("bad batch count"))?;
+    // Each record takes at least 5 bytes ("N 1 x"): the count cannot ask for much memory.
+    if count > rest.len() / 5 {
+        return Err(Malformed("batch count beyond its records"));
+    }
+    let mut msgs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (said, after) = parse_record(rest)?;
+        msgs.push(said);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(Malformed("bytes after the batch's records"));
+    }
+    Ok((node, msgs))
+}
+
 /// `FROMNODE TO FROM TEXT` on `kchat.priv.NODE`: FROM of FROMNODE wrote privately to TO of
 /// NODE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +380,49 @@ mod tests {
         assert!(RoomMsg::parse(b"n1 alice").is_err());
         assert!(RoomMsg::parse(b"n.1 alice hi").is_err());
         assert!(RoomMsg::parse(b"n1 a@b hi").is_err());
+    }
+
+    #[test]
+    fn room_batches() {
+        let mut b = RoomBatch::new("n1");
+        b.push("alice", b"hi there");
+        b.push("bob", b"12 34\r\n");
+        b.push("alice", b"x");
+        let p = b.payload("n1");
+        assert_eq!(p, b"n1 @3 alice 8 hi therebob 7 12 34\r\nalice 1 x");
+        assert!(p.len() <= RoomBatch::new("n1").len_with("alice", b"hi there") + 30);
+        assert_eq!(b.count(), 3);
+        let (node, msgs) = parse_room(&p).unwrap();
+        assert_eq!(node, "n1");
+        let want: Vec<(&str, &[u8])> = vec![
+            ("alice", b"hi there"),
+            ("bob", b"12 34\r\n"),
+            ("alice", b"x"),
+        ];
+        assert_eq!(msgs, want);
+        // The single form still parses, its empty text left to the caller.
+        assert_eq!(
+            parse_room(b"n1 alice hi").unwrap(),
+            ("n1", vec![("alice", &b"hi"[..])])
+        );
+        assert_eq!(
+            parse_room(b"n1 alice ").unwrap(),
+            ("n1", vec![("alice", &b""[..])])
+        );
+        for bad in [
+            &b"n1 @2 alice 1 x"[..],      // fewer records than counted
+            b"n1 @1 alice 1 xbob 1 y",    // more
+            b"n1 @1 alice 0 ",            // empty text
+            b"n1 @1 alice 5 abc",         // beyond the payload
+            b"n1 @1 alice +1 x",          // not plain digits
+            b"n1 @0 ",                    // no records
+            b"n1 @x alice 1 x",           // no count
+            b"n1 @99999999999 alice 1 x", // a count the payload cannot hold
+            b"n.1 @1 alice 1 x",          // bad node
+            b"n1 @1 a@b 1 x",             // bad nick
+        ] {
+            assert!(parse_room(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 pub struct Stats {
     /// Local room messages published.
     pub room_out: u64,
+    /// The payloads that carried them (a run of messages to one room goes in one).
+    pub room_batches_out: u64,
     /// Remote room messages posted to kchat.
     pub room_in: u64,
     /// Local private messages published.
@@ -49,12 +51,13 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "room messages out {} in {}, private out {} in {}, presence out {} in {}, \
+            "room messages out {} (in {} payloads) in {}, private out {} in {}, presence out {} in {}, \
              own echoes ignored {}, malformed {}, refused by kchat {}, \
              dropped for NATS {} ({} bytes), over max_payload {}, dropped for kchat {}, too long for kchat {}, \
              kchat links {}, NATS connections {}, nodes dropped {}, \
              written to NATS {} to kchat {}, bytes queued for NATS {} for kchat {}",
             self.room_out,
+            self.room_batches_out,
             self.room_in,
             self.priv_out,
             self.priv_in,

@@ -30,7 +30,7 @@ use super::{
     url::ServerUrl,
 };
 use crate::{
-    event::Event,
+    event::{Event, READ_BYTES},
     log::{log, shown, Throttle},
     net::{self, Backoff, GREETING_TIMEOUT},
     outbox::{self, Outbox},
@@ -80,7 +80,7 @@ enum Ended {
 
 /// Reads once, waiting at most the stream's read timeout: bytes read, or `None` on timeout.
 fn read_some(stream: &mut TcpStream, buf: &mut StreamBuf) -> io::Result<Option<usize>> {
-    match stream.read(buf.spare(64 * 1024)) {
+    match stream.read(buf.spare(READ_BYTES)) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "server closed the connection",
@@ -268,6 +268,15 @@ impl NatsSide {
         }
     }
 
+    /// Hands the messages read so far to the core; false if the core is gone.
+    fn flush(&self, msgs: &mut Vec<(String, Vec<u8>)>) -> bool {
+        msgs.is_empty()
+            || self
+                .events
+                .send(Event::NatsMsgs(std::mem::take(msgs)))
+                .is_ok()
+    }
+
     /// Reads until the connection fails.
     fn read_loop(
         &mut self,
@@ -290,6 +299,8 @@ impl NatsSide {
                 Ended::Failed(why)
             }
         };
+        // The messages of one read, handed to the core in one event.
+        let mut msgs = Vec::new();
         loop {
             loop {
                 let max = self
@@ -306,13 +317,7 @@ impl NatsSide {
                         ServerOp::Msg {
                             subject, payload, ..
                         } => {
-                            let ev = Event::NatsMsg {
-                                subject: subject.to_string(),
-                                payload: payload.to_vec(),
-                            };
-                            if self.events.send(ev).is_err() {
-                                ended = Some(Ended::Exit);
-                            }
+                            msgs.push((subject.to_string(), payload.to_vec()));
                         }
                         ServerOp::Ping => self.outbox.push_front(proto::PONG.to_vec()),
                         ServerOp::Pong => {
@@ -326,7 +331,9 @@ impl NatsSide {
                                     "connected to NATS {url} (server {server}, max_payload {})",
                                     self.max_payload.load(Ordering::Relaxed)
                                 );
-                                if self.events.send(Event::NatsUp).is_err() {
+                                if !self.flush(&mut msgs)
+                                    || self.events.send(Event::NatsUp).is_err()
+                                {
                                     ended = Some(Ended::Exit);
                                 }
                             }
@@ -353,13 +360,20 @@ impl NatsSide {
                     }
                 }
                 match parsed {
-                    Err(e) => return fail(up, format!("protocol error: {e}")),
+                    Err(e) => {
+                        self.flush(&mut msgs);
+                        return fail(up, format!("protocol error: {e}"));
+                    }
                     Ok(None) => break,
                     Ok(Some(())) => {}
                 }
                 if let Some(end) = ended {
+                    self.flush(&mut msgs);
                     return end;
                 }
+            }
+            if !self.flush(&mut msgs) {
+                return Ended::Exit;
             }
             let now = Instant::now();
             if !up && now.duration_since(started) > GREETING_TIMEOUT {
@@ -401,7 +415,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let outbox = Arc::new(Outbox::new(1 << 20));
-        outbox.push_pub(proto::publish("kchat.room.x", b"n1 a hi"), 7, Kind::Data);
+        outbox.push_pub(proto::publish("kchat.room.x", b"n1 a hi"), 7, 1, Kind::Data);
         let max_payload = Arc::new(AtomicUsize::new(1 << 20));
         let (tx, rx) = mpsc::sync_channel(16);
         NatsSide {
@@ -467,7 +481,10 @@ mod tests {
         conn.write_all(b"\n-ERR 'Permissions Violation for Subscription to x'\r\n")
             .unwrap();
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Event::NatsMsg { subject, payload }) => {
+            Ok(Event::NatsMsgs(msgs)) => {
+                let [(subject, payload)] = &msgs[..] else {
+                    panic!("{msgs:?}")
+                };
                 assert_eq!(subject, "kchat.presence");
                 assert_eq!(payload, b"n2 a\r\nb c d");
             }
