@@ -246,7 +246,8 @@ kchat-bridge --kchat 127.0.0.1:10106 --kchat-netns /proc/$SC/ns/net --link-secre
 sleep 5
 CT0=$(for p in $BA $BB $BC $N0 $N1; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"#,
         stop: r##"echo "# bench: cpu ticks of bridge a, b, c, nats 0, 1 at the start: $CT0; at the stop: $(for p in $BA $BB $BC $N0 $N1; do awk '{printf "%d ", $14 + $15}' /proc/$p/stat; done)"
-kill $BA $BB $BC $SB $SC $N0 $N1; wait $BA $BB $BC $SB $SC $N0 $N1 2>/dev/null; rmmod kchat"##,
+kill $BA $BB $BC $SB $SC $N0 $N1; wait $BA $BB $BC $SB $SC $N0 $N1 2>/dev/null; rmmod kchat
+for n in a b c; do grep 'exiting on signal' /tmp/bridge-$n.log | cut -c1-240 | sed 's/^/# bench: /'; done"##,
         args: "--netns /proc/self/ns/net,/proc/$SB/ns/net,/proc/$SC/ns/net",
         package: None,
     },

@@ -65,7 +65,8 @@ const MIN_STATE_BUDGET: usize = 200;
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// The longest payload a batch of room messages grows to (also never beyond the server's
-/// max_payload). A batch holds only what one read from kchat brought: it adds no delay.
+/// max_payload). A batch holds only what kchat sent while the core was busy: it adds no
+/// delay.
 const BATCH_PAYLOAD: usize = 32 * 1024;
 
 /// Shortest time between two lines about drops.
@@ -102,8 +103,9 @@ pub struct Bridge {
     /// The last `state` number used.
     seq: u64,
     /// Local room messages of one room not yet published: (subject, batch). A run of
-    /// messages to one room within one read from kchat goes out as one payload; anything
-    /// else from kchat publishes it first, so the order of everything published holds.
+    /// messages to one room that kchat sent while the core was busy goes out as one payload
+    /// when no event waits ([`Bridge::idle`]); any other publish, or a message to another
+    /// room, publishes it first, so the order of everything published holds.
     batch: Option<(String, RoomBatch)>,
     next_heartbeat: Instant,
     next_tick: Instant,
@@ -201,7 +203,6 @@ impl Bridge {
                     for frame in &frames {
                         self.on_kchat_frame(frame, now);
                     }
-                    self.publish_batch();
                 }
             }
             Event::NatsUp => {
@@ -227,6 +228,12 @@ impl Bridge {
         Flow::Go
     }
 
+    /// No event waits: publishes the batch of room messages (a batch never waits for more
+    /// than the events already queued).
+    pub fn idle(&mut self) {
+        self.publish_batch();
+    }
+
     /// Link generation `gen` is up: kchat first hears every remote member again.
     fn kchat_up(&mut self, gen: u64) {
         self.link = Some(gen);
@@ -249,8 +256,9 @@ impl Bridge {
         self.kchat.open(gen, again, false);
     }
 
-    /// Queues a publish.
+    /// Queues a publish, after the batch of room messages said before it.
     fn publish(&mut self, subject: &str, payload: &[u8], kind: Kind) {
+        self.publish_batch();
         self.nats
             .push_pub(proto::publish(subject, payload), payload.len(), 1, kind);
     }
@@ -345,9 +353,6 @@ impl Bridge {
             Ok(p) => p,
             Err(why) => return self.malformed("frame from kchat", why, frame, now),
         };
-        if !matches!(parsed, FromKchat::Msg { .. }) {
-            self.publish_batch();
-        }
         let node = self.cfg.node.clone();
         match parsed {
             FromKchat::Link { .. } | FromKchat::Other => {}
@@ -747,6 +752,7 @@ mod tests {
         fn ev(&mut self, ev: Event) {
             let now = self.t0;
             assert_eq!(self.b.handle(ev, now), Flow::Go);
+            self.b.idle();
         }
 
         /// Links (a new generation), sends the snapshot `joins` and `=synced`.

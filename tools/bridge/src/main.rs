@@ -29,7 +29,7 @@ use std::{
     process::ExitCode,
     sync::{
         atomic::AtomicUsize,
-        mpsc::{self, RecvTimeoutError},
+        mpsc::{self, RecvTimeoutError, TryRecvError},
         Arc,
     },
     thread,
@@ -48,6 +48,10 @@ use crate::{
     options::Options,
     outbox::Outbox,
 };
+
+/// The most events the core takes in a row before it publishes its batch and looks at the
+/// clock.
+const EVENTS_BEFORE_TICK: usize = 64;
 
 /// NATS' default max_payload, assumed until a server says otherwise.
 const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
@@ -132,23 +136,38 @@ fn run(opts: &Options, secret: u64) -> std::io::Result<()> {
     };
     let mut core = Bridge::new(cfg, nats_out, kchat_out, max_payload, Instant::now());
     loop {
-        match rx.recv_timeout(TICK) {
-            Ok(ev) => {
-                if let Flow::Exit(sig) = core.handle(ev, Instant::now()) {
-                    let (nodes, members) = core.remote_summary();
-                    let line = core.stats().to_string();
-                    log!(
-                        "exiting on signal {sig}: {line}; {nodes} remote nodes, {members} \
-                         remote members"
-                    );
-                    return Ok(());
+        // What is already queued is handled before the core is idle (room messages batch up
+        // meanwhile), at most EVENTS_BEFORE_TICK events before the clock is looked at.
+        for i in 0..EVENTS_BEFORE_TICK {
+            let next = if i == 0 {
+                rx.recv_timeout(TICK)
+            } else {
+                match rx.try_recv() {
+                    Ok(ev) => Ok(ev),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            };
+            match next {
+                Ok(ev) => {
+                    if let Flow::Exit(sig) = core.handle(ev, Instant::now()) {
+                        core.idle();
+                        let (nodes, members) = core.remote_summary();
+                        let line = core.stats().to_string();
+                        log!(
+                            "exiting on signal {sig}: {line}; {nodes} remote nodes, {members} \
+                             remote members"
+                        );
+                        return Ok(());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(std::io::Error::other("every thread stopped"));
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(std::io::Error::other("every thread stopped"));
-            }
         }
+        core.idle();
         core.tick(Instant::now());
     }
 }
