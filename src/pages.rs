@@ -64,9 +64,18 @@ impl PageCount {
 /// Log pages that kchat's rooms hold (skbs may hold some of them for a while longer).
 static LOG_PAGES: PageCount = PageCount::new();
 
-/// Log pages that kchat holds now.
+/// Pages of the servers' notes logs: the frames that are not room messages (private
+/// messages, notices, replies, events), copied there as they are queued.
+static NOTE_PAGES: PageCount = PageCount::new();
+
+/// Room log pages that kchat holds now.
 pub(crate) fn log_pages() -> u64 {
     LOG_PAGES.get()
+}
+
+/// Notes log pages that kchat holds now.
+pub(crate) fn note_pages() -> u64 {
+    NOTE_PAGES.get()
 }
 
 /// One page of a log, counted in its writer's [`PageCount`] for as long as kchat holds it.
@@ -178,6 +187,12 @@ impl LogWriter {
     /// A writer with no page yet, counting its pages in [`log_pages`]; allocates nothing.
     pub(crate) const fn new() -> Self {
         Self::counted_in(&LOG_PAGES)
+    }
+
+    /// A writer of a notes log with no page yet, counting its pages in [`note_pages`];
+    /// allocates nothing.
+    pub(crate) const fn for_notes() -> Self {
+        Self::counted_in(&NOTE_PAGES)
     }
 
     /// A writer with no page yet, counting its pages in `count`; allocates nothing.

@@ -34,6 +34,7 @@ use crate::{
     },
     client::Client,
     log::RateLimit,
+    pages::LogWriter,
     params::Params,
     shard::{
         Shard,
@@ -79,6 +80,12 @@ pub(crate) struct Server {
     /// The chat: members, rooms, history, who receives what.
     #[pin]
     pub(crate) core: Core<Client>,
+    /// The notes log: every frame that is not a room message (private messages, notices,
+    /// replies, events), at most half a page, is copied here as it is queued (with
+    /// `zerocopy`), so that a client's queue is all log ranges and goes out in one splice.
+    /// Taken inside a client's `tx` lock, and takes no lock itself.
+    #[pin]
+    pub(crate) notes: Mutex<LogWriter>,
     /// Rate limit of connection and error lines.
     #[pin]
     pub(crate) conn_log: RateLimit,
@@ -143,6 +150,7 @@ impl Server {
                 params,
                 queue,
                 core <- core,
+                notes <- new_mutex!(LogWriter::for_notes(), "Server::notes"),
                 conn_log <- RateLimit::new(CONN_LOG_BURST, LOG_INTERVAL_MS),
                 msg_log <- RateLimit::new(MSG_LOG_BURST, LOG_INTERVAL_MS),
                 closing: Atomic::new(false),

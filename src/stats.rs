@@ -121,6 +121,7 @@ impl fmt::Display for Stats {
             crate::client::object_size()
         ))?;
         f.write_fmt(fmt!("buffer_bytes: {}\n", crate::frame::buffer_bytes()))?;
-        f.write_fmt(fmt!("log_pages: {}\n", crate::pages::log_pages()))
+        f.write_fmt(fmt!("log_pages: {}\n", crate::pages::log_pages()))?;
+        f.write_fmt(fmt!("note_pages: {}\n", crate::pages::note_pages()))
     }
 }

@@ -26,7 +26,10 @@ use kernel::{
 use crate::{
     frame::Frame,
     net::Segment,
-    pages::LogPage, //
+    pages::{
+        LogPage,
+        LogSlice, //
+    },
 };
 
 /// Slots allocated for the first chunk; the ring doubles from there.
@@ -145,9 +148,15 @@ impl TxQueue {
     /// Appends a frame: a log frame that continues the range at the back extends it; any
     /// other takes a slot (and a reference).
     pub(crate) fn push(&mut self, frame: &Arc<Frame>) -> Result {
-        let Some(slice) = frame.log_slice() else {
-            return self.push_chunk(Chunk::Frame(frame.clone()));
-        };
+        match frame.log_slice() {
+            Some(slice) => self.push_slice(slice),
+            None => self.push_chunk(Chunk::Frame(frame.clone())),
+        }
+    }
+
+    /// Appends a log frame: it extends the range at the back if it continues it, or takes a
+    /// slot (and a reference to its page).
+    pub(crate) fn push_slice(&mut self, slice: &LogSlice) -> Result {
         if self.len > 0 {
             let mask = self.slots.len() - 1;
             if let Some(Chunk::Log {
@@ -383,6 +392,49 @@ mod tests {
         q.advance(all);
         let pages = q.pinned_pages();
         assert_eq!(pages, 0);
+        Ok(())
+    }
+
+    /// Pages of the notes log of [`notes_interleave_as_ranges`].
+    static TEST_NOTE_PAGES: crate::pages::PageCount = crate::pages::PageCount::new();
+
+    #[test]
+    fn notes_interleave_as_ranges() -> Result {
+        let mut room = LogWriter::new();
+        let mut notes = LogWriter::counted_in(&TEST_NOTE_PAGES);
+        let mut q = TxQueue::new();
+        // Room messages, a private frame copied into the notes log between them, and two
+        // notes in a row: every chunk splices, and notes in a row make one range.
+        q.push(&logged(&mut room, 10)?)?;
+        q.push(&logged(&mut room, 11)?)?;
+        for n in [7, 8] {
+            let slice = notes.append(frame(n)?.as_bytes())?.ok_or(EINVAL)?;
+            q.push_slice(&slice)?;
+        }
+        q.push(&logged(&mut room, 12)?)?;
+        let chunks = q.len;
+        assert_eq!(chunks, 3);
+        let pages = q.pinned_pages();
+        assert_eq!(pages, 2);
+        let all_spliced = q
+            .front(usize::MAX)
+            .all(|s| matches!(s, Segment::Splice { .. }));
+        assert!(all_spliced);
+        let total = q.bytes();
+        assert_eq!(total, 14 + 15 + 11 + 12 + 16);
+        // The queue keeps the notes page alive without the writer and the slices.
+        drop(notes);
+        let counted = TEST_NOTE_PAGES.get();
+        assert_eq!(counted, 1);
+        // Past the room's first range, the two notes are one range of both frames.
+        let first: usize = q.front(1).map(seg_len).sum();
+        assert_eq!(first, 14 + 15);
+        q.advance(first);
+        let notes_range: usize = q.front(1).map(seg_len).sum();
+        assert_eq!(notes_range, 11 + 12);
+        q.clear();
+        let counted = TEST_NOTE_PAGES.get();
+        assert_eq!(counted, 0);
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The send side: queueing shared frames for a client (and the slow-consumer rule), and the
-//! shard loop's sends of everything queued, many frames per `kernel_sendmsg`.
+//! shard loop's sends of everything queued, many frames per `sock_sendmsg`. Room messages
+//! are in their room's log; other frames are copied into the server's notes log as they are
+//! queued, so that a queue is log ranges only and one send splices them all.
 //!
 //! Broadcasters push into `tx` under its lock, which is never held across a send. The shard
 //! loop swaps `tx` into `out` (its own, under the shard's [`Owner`]) and sends from there, so a
@@ -25,6 +27,7 @@ use crate::{
         IoVecs,
         Segment, //
     },
+    pages::LogSlice,
     shard::Owner,
     txqueue::TxQueue, //
 };
@@ -77,7 +80,11 @@ impl Client {
                 }
                 return (n, bytes);
             }
-            if tx.push(frame).is_err() {
+            let pushed = match this.note(frame) {
+                Some(slice) => tx.push_slice(&slice),
+                None => tx.push(frame),
+            };
+            if pushed.is_err() {
                 drop(tx);
                 Self::close(this, CloseReason::NoMemory);
                 return (n, bytes);
@@ -90,6 +97,22 @@ impl Client {
             this.server.mark_dirty(this.as_arc_borrow());
         }
         (n, bytes)
+    }
+
+    /// `frame` copied into the server's notes log, if it goes there: sends splice (the
+    /// `zerocopy` parameter), and it is in its own buffer, of at most half a page. Room
+    /// messages are in their room's log already; a frame for which no page can be had is
+    /// queued as it is (and copied when sent), like a longer one.
+    fn note(&self, frame: &Frame) -> Option<LogSlice> {
+        if !self.server.params.zerocopy || frame.log_slice().is_some() {
+            return None;
+        }
+        self.server
+            .notes
+            .lock()
+            .append(frame.as_bytes())
+            .ok()
+            .flatten()
     }
 
     /// The shard loop's call: sends what is queued, until nothing is left, the socket is full

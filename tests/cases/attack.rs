@@ -297,6 +297,10 @@ fn settle_lobby_history(history: u32) -> Result<(), String> {
 /// one fewer than at the baseline. Every other log page goes with the last frame on it.
 pub const LOG_PAGES_SLACK: u64 = 2;
 
+/// Notes log pages that may outlive a case's clients: the page the server's notes log
+/// writes into. Every other goes with the last frame on it.
+pub const NOTE_PAGES_SLACK: u64 = 1;
+
 /// kchat's memory, and the kernel's unreclaimable slab, at a quiet moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
@@ -304,6 +308,8 @@ pub struct Memory {
     buffer_bytes: u64,
     /// Pages of kchat's message logs (counted exactly; see [`LOG_PAGES_SLACK`]).
     log_pages: u64,
+    /// Pages of the notes log (counted exactly; see [`NOTE_PAGES_SLACK`]).
+    note_pages: u64,
     slab_kib: u64,
     /// kchat's `history` parameter: [`settle_lobby_history`] needs it.
     history: u32,
@@ -325,6 +331,7 @@ impl Memory {
             clients_allocated: stat("clients_allocated")?,
             buffer_bytes: stat("buffer_bytes")?,
             log_pages: stat("log_pages")?,
+            note_pages: stat("note_pages")?,
             slab_kib: meminfo("SUnreclaim")?,
             history,
         })
@@ -345,7 +352,8 @@ impl Memory {
             let now = Memory::sample(self.history)?;
             let own = now.clients_allocated == self.clients_allocated
                 && now.buffer_bytes == self.buffer_bytes
-                && now.log_pages <= self.log_pages + LOG_PAGES_SLACK;
+                && now.log_pages <= self.log_pages + LOG_PAGES_SLACK
+                && now.note_pages <= self.note_pages.max(NOTE_PAGES_SLACK);
             let slab = now.slab_kib <= self.slab_kib + tolerance_kib;
             if own && slab {
                 return Ok(now);

@@ -20,7 +20,7 @@ use kchat_proto::{encode, Decoder};
 use crate::{
     attack::LOG_PAGES_SLACK,
     ensure,
-    util::{connect, label, start, stat, wait_clients, wait_stat, Context, STEP},
+    util::{connect, label, recv_until, say, start, stat, wait_clients, wait_stat, Context, STEP},
     Case, CaseResult,
 };
 
@@ -33,6 +33,10 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "zero-copy: 400 messages intact and in order through a 2 KiB receive buffer read in small pieces",
             run: intact_through_tiny_receive_buffer,
+        },
+        Case {
+            name: "zero-copy: private messages, replies and errors splice in the same sends as room messages, intact and in order",
+            run: notes_splice_with_room_messages,
         },
         Case {
             name: "zerocopy=0: messages are copied (no log page), relayed intact and in order",
@@ -253,6 +257,102 @@ fn intact_through_tiny_receive_buffer() -> CaseResult {
     Ok(())
 }
 
+/// Sets `c`'s nick to `nick` and waits until `/who` shows it.
+fn set_nick(c: &mut kchat_proto::Conn, nick: &str) -> Result<(), String> {
+    say(c, &format!("/nick {nick}"))?;
+    say(c, "/who")?;
+    recv_until(c, "the /who reply", |f| {
+        f.starts_with("* ") && f.contains(" online in ") && f.contains(nick)
+    })?;
+    Ok(())
+}
+
+/// - amy reads while bob says 300 room messages and cat sends her 300 private messages,
+///   interleaved, and she asks `/who` and writes to a nick nobody has, 30 times each: every
+///   frame reaches her intact, each kind in its order;
+/// - every send of the case spliced (`spliced_sends` grows with `sends`): the private
+///   messages, the replies and the errors went out of the notes log in the same sends as
+///   the room's messages;
+/// - `note_pages` is back to at most 1 (the notes log's current page) once all is sent.
+fn notes_splice_with_room_messages() -> CaseResult {
+    const N: usize = 300;
+    const ASKS: usize = 30;
+    let _log = start("notices=0 history=0 max_msg_rate=0")?;
+    let mut amy = connect()?;
+    let mut bob = connect()?;
+    let mut cat = connect()?;
+    wait_clients(3, STEP)?;
+    set_nick(&mut amy, "amy")?;
+    set_nick(&mut bob, "bob")?;
+    set_nick(&mut cat, "cat")?;
+    let (sends0, spliced0) = (stat("sends")?, stat("spliced_sends")?);
+    // Bob's and cat's frames are written in turns, ten at a time, and amy's questions between
+    // them, while amy does not read: her queue holds all three kinds at once.
+    for round in 0..N / 10 {
+        let mut room = Vec::new();
+        let mut private = Vec::new();
+        for i in round * 10..round * 10 + 10 {
+            room.extend(encode(&numbered(i, 20 + i % 500)));
+            let mut p = b"/msg amy ".to_vec();
+            p.extend(numbered(i, 20 + (i * 7) % 500));
+            private.extend(encode(&p));
+        }
+        bob.stream().write_all(&room).ctx("bob sends")?;
+        cat.stream().write_all(&private).ctx("cat sends")?;
+        if round < ASKS {
+            let mut ask = encode(b"/who");
+            ask.extend(encode(b"/msg nobody-here hello"));
+            amy.stream().write_all(&ask).ctx("amy asks")?;
+        }
+    }
+    let (mut room, mut private, mut who, mut errors) = (0, 0, 0, 0);
+    while room < N || private < N || who < ASKS || errors < ASKS {
+        let f = amy.recv_timeout(STEP).ctx("amy reads")?.ok_or_else(|| {
+            format!("amy got {room} room, {private} private messages, {who} /who replies, {errors} errors, then nothing")
+        })?;
+        if let Some(text) = f.strip_prefix(b"bob: ") {
+            ensure!(
+                text == numbered(room, 20 + room % 500).as_slice(),
+                "room message {room} differs: {:?}",
+                String::from_utf8_lossy(&f)
+            );
+            room += 1;
+        } else if let Some(text) = f.strip_prefix(b"cat (private): ") {
+            ensure!(
+                text == numbered(private, 20 + (private * 7) % 500).as_slice(),
+                "private message {private} differs: {:?}",
+                String::from_utf8_lossy(&f)
+            );
+            private += 1;
+        } else if f.starts_with(b"* 3 online in #lobby: ") {
+            who += 1;
+        } else if f == b"! no such nick: nobody-here" {
+            errors += 1;
+        } else {
+            return Err(format!("amy got {:?}", String::from_utf8_lossy(&f)));
+        }
+    }
+    // Everything amy was sent has been read: nothing is left to send.
+    let (sends, spliced) = (stat("sends")? - sends0, stat("spliced_sends")? - spliced0);
+    println!("# {sends} sends, {spliced} of them spliced");
+    ensure!(sends > 0, "no send counted");
+    ensure!(
+        spliced == sends,
+        "{} of {sends} sends copied frames: private messages, replies or errors were not in the notes log",
+        sends - spliced
+    );
+    let deadline = Instant::now() + STEP;
+    while stat("note_pages")? > 1 {
+        ensure!(
+            Instant::now() < deadline,
+            "note_pages is {} with every note sent (at most 1)",
+            stat("note_pages")?
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// - with `zerocopy=0`, messages between three clients arrive intact and in order;
 /// - no log page is ever allocated, no send splices.
 fn copy_path() -> CaseResult {
@@ -276,8 +376,11 @@ fn copy_path() -> CaseResult {
             ensure!(f == want, "{name}: message {i} differs");
         }
     }
-    let pages = stat("log_pages")?;
-    ensure!(pages == 0, "zerocopy=0 but log_pages is {pages}");
+    let (pages, notes) = (stat("log_pages")?, stat("note_pages")?);
+    ensure!(
+        pages == 0 && notes == 0,
+        "zerocopy=0 but log_pages is {pages}, note_pages {notes}"
+    );
     let spliced = stat("spliced_sends")?;
     ensure!(spliced == 0, "zerocopy=0 but {spliced} sends spliced");
     Ok(())
