@@ -132,6 +132,14 @@ pub(crate) trait Member: Send + Sync + Sized + 'static {
     /// Queues `frames`, in order, without waiting; returns how many it took and their bytes
     /// (a member that cannot take more is disconnected by its front end).
     fn deliver<'a>(this: &Arc<Self>, frames: impl Iterator<Item = &'a Arc<Frame>>) -> (u64, u64);
+    /// Queues a frame for this member alone (a reply, a private message, a notice to it), as
+    /// [`Member::deliver`] does; whether it took it. As nobody else holds the frame, the
+    /// member may copy it on the way (kchat's clients copy it into their server's notes log,
+    /// so that it goes out in the same send as their room messages). A frame for several
+    /// members goes through `deliver`, shared.
+    fn deliver_private(this: &Arc<Self>, frame: &Arc<Frame>) -> bool {
+        Self::deliver(this, core::iter::once(frame)).0 == 1
+    }
 }
 
 /// How an event shows a member: its label, user name, address and connection number.
@@ -789,7 +797,7 @@ impl<M: Member> Core<M> {
         let view = View::new(&inner, id);
         if let Some(frame) = f(&view)? {
             let frame = Arc::new(frame, GFP_KERNEL)?;
-            M::deliver(&e.who, core::iter::once(&frame));
+            M::deliver_private(&e.who, &frame);
         }
         Ok(())
     }

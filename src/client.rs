@@ -490,7 +490,11 @@ impl Member for Client {
     }
 
     fn deliver<'a>(this: &Arc<Self>, frames: impl Iterator<Item = &'a Arc<Frame>>) -> (u64, u64) {
-        Self::enqueue_frames(this, frames)
+        Self::enqueue_frames(this, frames, false)
+    }
+
+    fn deliver_private(this: &Arc<Self>, frame: &Arc<Frame>) -> bool {
+        Self::enqueue(this, frame)
     }
 }
 

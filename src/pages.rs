@@ -64,8 +64,8 @@ impl PageCount {
 /// Log pages that kchat's rooms hold (skbs may hold some of them for a while longer).
 static LOG_PAGES: PageCount = PageCount::new();
 
-/// Pages of the servers' notes logs: the frames that are not room messages (private
-/// messages, notices, replies, events), copied there as they are queued.
+/// Pages of the servers' notes logs: frames for one client alone (private messages,
+/// replies, errors), copied there as they are queued.
 static NOTE_PAGES: PageCount = PageCount::new();
 
 /// Room log pages that kchat holds now.

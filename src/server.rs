@@ -80,10 +80,10 @@ pub(crate) struct Server {
     /// The chat: members, rooms, history, who receives what.
     #[pin]
     pub(crate) core: Core<Client>,
-    /// The notes log: every frame that is not a room message (private messages, notices,
-    /// replies, events), at most half a page, is copied here as it is queued (with
-    /// `zerocopy`), so that a client's queue is all log ranges and goes out in one splice.
-    /// Taken inside a client's `tx` lock, and takes no lock itself.
+    /// The notes log: a frame for one client alone (a reply, an error, a private message), at
+    /// most half a page, is copied here as it is queued (with `zerocopy`), so that it goes out
+    /// in the same splice as the client's room messages. Events for many (joins, parts) stay
+    /// shared frames, copied when sent. Taken inside a client's `tx` lock; takes no lock.
     #[pin]
     pub(crate) notes: Mutex<LogWriter>,
     /// Rate limit of connection and error lines.

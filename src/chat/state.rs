@@ -255,7 +255,11 @@ impl<M: Member> Inner<M> {
                 return;
             }
             if let Some(frame) = rendered.get(protocol) {
-                M::deliver(&e.who, core::iter::once(frame));
+                if matches!(audience.scope, Scope::One(_)) {
+                    M::deliver_private(&e.who, frame);
+                } else {
+                    M::deliver(&e.who, core::iter::once(frame));
+                }
             }
         });
         let seated = match audience.scope {

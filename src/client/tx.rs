@@ -2,8 +2,9 @@
 
 //! The send side: queueing shared frames for a client (and the slow-consumer rule), and the
 //! shard loop's sends of everything queued, many frames per `sock_sendmsg`. Room messages
-//! are in their room's log; other frames are copied into the server's notes log as they are
-//! queued, so that a queue is log ranges only and one send splices them all.
+//! are in their room's log; frames for one client alone (replies, errors, private messages)
+//! are copied into the server's notes log as they are queued, so that they splice in the same
+//! send as the room's messages.
 //!
 //! Broadcasters push into `tx` under its lock, which is never held across a send. The shard
 //! loop swaps `tx` into `out` (its own, under the shard's [`Owner`]) and sends from there, so a
@@ -40,12 +41,17 @@ const TX_BUDGET: usize = 1024 * 1024;
 const LINK_QUEUE_FACTOR: usize = 16;
 
 impl Client {
-    /// Queues `frame` for sending; see [`Client::enqueue_frames`].
+    /// Queues `frame`, which is for this client alone (a reply, an error, a private message),
+    /// for sending; see [`Client::enqueue_frames`]. It is copied into the notes log on the way
+    /// (see [`Client::note`]).
     pub(crate) fn enqueue(this: &Arc<Self>, frame: &Arc<Frame>) -> bool {
-        Self::enqueue_frames(this, core::iter::once(frame)).0 == 1
+        Self::enqueue_frames(this, core::iter::once(frame), true).0 == 1
     }
 
     /// Queues `frames`, in order, under one lock; returns how many it took and their bytes.
+    /// `private`: the frames are for this client alone, and are copied into the notes log
+    /// (shared frames are not: that would copy one frame once per recipient, and scatter
+    /// each recipient's frames over the log; they are copied when sent, as before).
     ///
     /// A client whose queue would pass `max_queue_bytes` (as [`TxQueue::charge`] counts it:
     /// bytes, or the log pages they keep) is disconnected as a slow consumer
@@ -55,6 +61,7 @@ impl Client {
     pub(crate) fn enqueue_frames<'a>(
         this: &Arc<Self>,
         frames: impl Iterator<Item = &'a Arc<Frame>>,
+        private: bool,
     ) -> (u64, u64) {
         let max = usize::try_from(this.server.params.max_queue_bytes).unwrap_or(usize::MAX);
         // A link carries its whole node's traffic (and, at first, its roster).
@@ -80,7 +87,8 @@ impl Client {
                 }
                 return (n, bytes);
             }
-            let pushed = match this.note(frame) {
+            let note = if private { this.note(frame) } else { None };
+            let pushed = match note {
                 Some(slice) => tx.push_slice(&slice),
                 None => tx.push(frame),
             };
@@ -99,7 +107,8 @@ impl Client {
         (n, bytes)
     }
 
-    /// `frame` copied into the server's notes log, if it goes there: sends splice (the
+    /// `frame` (for this client alone) copied into the server's notes log, if it goes there:
+    /// sends splice (the
     /// `zerocopy` parameter), and it is in its own buffer, of at most half a page. Room
     /// messages are in their room's log already; a frame for which no page can be had is
     /// queued as it is (and copied when sent), like a longer one.
