@@ -5,20 +5,21 @@
 //! The listener's `sk_data_ready` queues the accept work, which calls `kernel_accept` with
 //! `O_NONBLOCK` until `EAGAIN` (one wakeup may stand for several connections) and admits each
 //! new socket: the chat (its join notice and the lobby's history), callbacks, a first read.
+//! While the shard loop is behind (see [`Server::admitting`]) it admits nobody and looks
+//! again a few milliseconds later: new connections wait in the listen backlog.
 
 use kernel::{
-    new_work,
+    new_delayed_work, new_mutex,
     prelude::*,
     sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
+        atomic::Relaxed,
         Arc,
-        ArcBorrow, //
+        ArcBorrow,
+        Mutex, //
     },
+    time::msecs_to_jiffies,
     workqueue::{
-        Work,
+        DelayedWork,
         WorkItem, //
     },
 };
@@ -48,6 +49,9 @@ use crate::{
 /// storm does not starve the clients' own work.
 const ACCEPT_BUDGET: usize = 128;
 
+/// How long the accept work waits before it looks again when the shard loop is behind, ms.
+const ADMIT_RETRY_MS: u32 = 5;
+
 /// The notice a connection gets when `max_clients` are connected: a frame of 13 bytes, or
 /// an IRC `ERROR`.
 fn server_full(protocol: Protocol) -> &'static [u8] {
@@ -64,14 +68,39 @@ pub(crate) struct Acceptor {
     sock: Socket,
     /// The protocol of the clients it admits.
     protocol: Protocol,
-    /// Set when the module stops listening.
-    stopped: Atomic<bool>,
+    /// Set when the module stops listening; the accept work queues itself again only under
+    /// this lock, and only if it is not set, so that no timer outlives the listener.
     #[pin]
-    work: Work<Acceptor>,
+    stopped: Mutex<bool>,
+    #[pin]
+    work: DelayedWork<Acceptor>,
 }
 
-kernel::impl_has_work! {
-    impl HasWork<Self> for Acceptor { self.work }
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Acceptor { self.work }
+}
+
+impl Acceptor {
+    fn is_stopped(&self) -> bool {
+        *self.stopped.lock()
+    }
+
+    /// Queues the accept work again: now, or after [`ADMIT_RETRY_MS`] if `later`. Nothing
+    /// once the listener is stopping.
+    fn requeue(this: Arc<Self>, later: bool) {
+        let stopped = this.stopped.lock();
+        if *stopped {
+            return;
+        }
+        let queue = &this.server.queue;
+        // An error means it is queued already, which is as good.
+        let _ = if later {
+            queue.enqueue_delayed(this.clone(), msecs_to_jiffies(ADMIT_RETRY_MS))
+        } else {
+            queue.enqueue(this.clone())
+        };
+        drop(stopped);
+    }
 }
 
 impl SocketEvents for Acceptor {
@@ -92,8 +121,12 @@ impl WorkItem for Acceptor {
 
     fn run(this: Arc<Acceptor>) {
         for _ in 0..ACCEPT_BUDGET {
-            if this.stopped.load(Relaxed) {
+            if this.is_stopped() {
                 return;
+            }
+            if !this.server.admitting() {
+                this.server.core.stats.admit_waits.add(1, Relaxed);
+                return Self::requeue(this, true);
             }
             match this.sock.accept() {
                 Ok(sock) => admit(&this.server, sock, this.protocol),
@@ -103,7 +136,7 @@ impl WorkItem for Acceptor {
                 Err(e) => {
                     // ENOMEM, ENFILE, or the listener was shut down at unload. The next
                     // connection's wakeup retries.
-                    if !this.stopped.load(Relaxed) {
+                    if !this.is_stopped() {
                         kchat_log!(
                             this.server,
                             conn_log,
@@ -116,7 +149,7 @@ impl WorkItem for Acceptor {
                 }
             }
         }
-        let _ = this.server.queue.enqueue(this.clone());
+        Self::requeue(this, false);
     }
 }
 
@@ -209,8 +242,8 @@ impl Listener {
                 server: server.clone(),
                 sock,
                 protocol,
-                stopped: Atomic::new(false),
-                work <- new_work!("Acceptor::work"),
+                stopped <- new_mutex!(false, "Acceptor::stopped"),
+                work <- new_delayed_work!("Acceptor::work"),
             }),
             GFP_KERNEL,
         )?;
@@ -235,7 +268,8 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         let acceptor = &self.acceptor;
-        acceptor.stopped.store(true, Relaxed);
+        // After this the accept work queues itself no more.
+        *acceptor.stopped.lock() = true;
         // After this no callback can queue the accept work.
         drop(acceptor.sock.detach(acceptor));
         // Closes the backlog; an accept work still queued fails and returns.
@@ -243,7 +277,8 @@ impl Drop for Listener {
         // An accept work already running may be admitting a client: wait for it (as
         // nvmet-tcp cancels its accept work after restoring the callbacks), so that every
         // admitted client is in the chat before the unload closes it, and the acceptor's
-        // reference to the server is gone with the listener's.
-        wq::flush(&acceptor.work);
+        // reference to the server is gone with the listener's. A timer set before `stopped`
+        // fires now, and that run returns at once.
+        wq::flush_delayed(&acceptor.work);
     }
 }

@@ -761,7 +761,12 @@ fn room_churn(scale: &'static Scale) -> CaseResult {
         .map_err(|_| "churners panicked".to_string())??;
     // The samples may miss short-lived rooms on a slow guest; the counter does not.
     let created = stat("rooms_created")?;
-    println!("# room churn: {created} rooms created, up to {peak} at once (sampled)");
+    println!(
+        "# room churn: {created} rooms created, up to {peak} at once (sampled); {} clients at \
+         most, the accept path waited {} times for the loop",
+        stat("clients_peak")?,
+        stat("accept_waits")?
+    );
     ensure!(created > 0, "no room was ever created");
     finish(scale, honest, base, "room churn")
 }

@@ -521,7 +521,12 @@ fn churn(scale: &'static Scale) -> CaseResult {
         .join()
         .map_err(|_| "churners panicked".to_string())??;
     let created = stat("rooms_created")?;
-    println!("# irc churn: {created} rooms created, up to {peak} at once (sampled)");
+    println!(
+        "# irc churn: {created} rooms created, up to {peak} at once (sampled); {} clients at \
+         most, the accept path waited {} times for the loop",
+        stat("clients_peak")?,
+        stat("accept_waits")?
+    );
     ensure!(created > 0, "no room was ever created");
     finish(scale, honest, base, "irc churn")?;
     fresh_pair()
