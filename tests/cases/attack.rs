@@ -301,8 +301,64 @@ pub const LOG_PAGES_SLACK: u64 = 2;
 /// writes into. Every other goes with the last frame on it.
 pub const NOTE_PAGES_SLACK: u64 = 1;
 
+/// Every slab cache's size, KiB, from `/proc/slabinfo` (empty where the kernel has none): when
+/// the unreclaimable slab does not come back, the caches that grew say whose it is.
+#[derive(Clone, Default)]
+pub struct SlabCaches(Vec<(String, u64)>);
+
+impl SlabCaches {
+    fn sample() -> Self {
+        let Ok(text) = std::fs::read_to_string("/proc/slabinfo") else {
+            return Self::default();
+        };
+        // name active_objs num_objs objsize objperslab pagesperslab : tunables .. : slabdata
+        // active_slabs num_slabs sharedavail
+        let caches = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let pages: u64 = f.get(5)?.parse().ok()?;
+                let slabs: u64 = f.get(14)?.parse().ok()?;
+                Some((f[0].to_string(), slabs * pages * 4))
+            })
+            .collect();
+        Self(caches)
+    }
+
+    /// The `n` caches that grew most since `base`, as `name +KiB`.
+    fn growth_since(&self, base: &SlabCaches, n: usize) -> String {
+        let mut grew: Vec<(i64, &str)> = self
+            .0
+            .iter()
+            .map(|(name, kib)| {
+                let before = base.0.iter().find(|(b, _)| b == name).map_or(0, |b| b.1);
+                (*kib as i64 - before as i64, name.as_str())
+            })
+            .filter(|(d, _)| *d > 0)
+            .collect();
+        grew.sort_unstable_by(|a, b| b.cmp(a));
+        let top: Vec<String> = grew
+            .iter()
+            .take(n)
+            .map(|(d, name)| format!("{name} +{d}"))
+            .collect();
+        if top.is_empty() {
+            "none in /proc/slabinfo".into()
+        } else {
+            top.join(", ")
+        }
+    }
+}
+
+impl std::fmt::Debug for SlabCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} caches", self.0.len())
+    }
+}
+
 /// kchat's memory, and the kernel's unreclaimable slab, at a quiet moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Memory {
     clients_allocated: u64,
     buffer_bytes: u64,
@@ -313,6 +369,8 @@ pub struct Memory {
     slab_kib: u64,
     /// kchat's `history` parameter: [`settle_lobby_history`] needs it.
     history: u32,
+    /// Per cache, for the message when the slab does not come back.
+    caches: SlabCaches,
 }
 
 impl Memory {
@@ -334,6 +392,7 @@ impl Memory {
             note_pages: stat("note_pages")?,
             slab_kib: meminfo("SUnreclaim")?,
             history,
+            caches: SlabCaches::sample(),
         })
     }
 
@@ -364,12 +423,20 @@ impl Memory {
                     "kchat memory did not return to baseline: {now:?}, baseline {self:?}"
                 );
                 return Err(format!(
-                    "unreclaimable slab is {} KiB, baseline {} KiB (+{tolerance_kib} allowed)",
-                    now.slab_kib, self.slab_kib
+                    "unreclaimable slab is {} KiB, baseline {} KiB (+{tolerance_kib} allowed); \
+                     grew most (KiB): {}",
+                    now.slab_kib,
+                    self.slab_kib,
+                    now.caches.growth_since(&self.caches, 6)
                 ));
             }
             thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The slab caches that grew most since `base`, KiB.
+    pub fn slab_growth_since(&self, base: &Memory) -> String {
+        self.caches.growth_since(&base.caches, 6)
     }
 }
 

@@ -169,12 +169,14 @@ pub(crate) fn finish(scale: &Scale, honest: Honest, base: Memory, what: &str) ->
     let (retrans0, drops0) = NET_BASE.with(|b| b.get());
     println!(
         "# {what} ({}): {} honest pings, worst {:?}; memory {after:?} vs {base:?}; \
-         loopback: {} packets dropped from full backlogs, {} TCP segments retransmitted",
+         loopback: {} packets dropped from full backlogs, {} TCP segments retransmitted; \
+         slab caches grown most (KiB): {}",
         scale.name,
         report.pings,
         report.max_latency,
         drops - drops0,
-        retrans - retrans0
+        retrans - retrans0,
+        after.slab_growth_since(&base)
     );
     Ok(())
 }
