@@ -54,7 +54,9 @@ enum Ended {
 
 /// Reads into `decoder`; `Ok(false)` on timeout.
 fn read_into(stream: &mut TcpStream, decoder: &mut Decoder) -> io::Result<bool> {
-    match stream.read(decoder.spare(READ_BYTES)) {
+    // No more than READ_BYTES, though the buffer may have more room (it grows for a long
+    // frame): one read is one event, and the channel's memory bound counts on that.
+    match stream.read(&mut decoder.spare(READ_BYTES)[..READ_BYTES]) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "kchat closed the link",

@@ -80,7 +80,9 @@ enum Ended {
 
 /// Reads once, waiting at most the stream's read timeout: bytes read, or `None` on timeout.
 fn read_some(stream: &mut TcpStream, buf: &mut StreamBuf) -> io::Result<Option<usize>> {
-    match stream.read(buf.spare(READ_BYTES)) {
+    // No more than READ_BYTES, though the buffer may have more room (it grows for a long
+    // frame): one read is one event, and the channel's memory bound counts on that.
+    match stream.read(&mut buf.spare(READ_BYTES)[..READ_BYTES]) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "server closed the connection",

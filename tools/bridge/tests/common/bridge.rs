@@ -89,9 +89,13 @@ impl Bridge {
 
     /// Waits up to `timeout` for a log line containing `text`.
     pub fn wait_log(&self, timeout: Duration, text: &str) -> bool {
-        wait_for(timeout, || {
-            self.log.lock().unwrap().iter().any(|l| l.contains(text))
-        })
+        self.wait_log_count(timeout, text, 1)
+    }
+
+    /// Waits up to `timeout` for `n` log lines containing `text` (the `n`th reconnection,
+    /// not an earlier one).
+    pub fn wait_log_count(&self, timeout: Duration, text: &str, n: usize) -> bool {
+        wait_for(timeout, || self.count_log(text) >= n)
     }
 
     /// How many log lines contain `text`.
