@@ -427,7 +427,7 @@ impl Memory {
                      grew most (KiB): {}",
                     now.slab_kib,
                     self.slab_kib,
-                    now.caches.growth_since(&self.caches, 6)
+                    now.slab_growth_since(self)
                 ));
             }
             thread::sleep(Duration::from_millis(500));

@@ -747,13 +747,24 @@ fn room_churn(scale: &'static Scale) -> CaseResult {
             Ok(())
         })
     });
+    watch_churn(churners, MAX_ROOMS, "room churn")?;
+    finish(scale, honest, base, "room churn")
+}
+
+/// Samples the room count while `churners` run (never above `max_rooms`), then prints what
+/// the churn did (`what` names it) and checks it created rooms at all.
+pub(crate) fn watch_churn(
+    churners: thread::JoinHandle<Result<(), String>>,
+    max_rooms: u64,
+    what: &str,
+) -> Result<(), String> {
     let mut peak = 0;
     while !churners.is_finished() {
         let now = stat("rooms_now")?;
         let listed = room_names()?.len() as u64;
         ensure!(
-            now <= MAX_ROOMS && listed <= MAX_ROOMS,
-            "{now} rooms ({listed} listed) with max_rooms={MAX_ROOMS}"
+            now <= max_rooms && listed <= max_rooms,
+            "{now} rooms ({listed} listed) with max_rooms={max_rooms}"
         );
         peak = peak.max(now);
         thread::sleep(Duration::from_millis(50));
@@ -764,13 +775,13 @@ fn room_churn(scale: &'static Scale) -> CaseResult {
     // The samples may miss short-lived rooms on a slow guest; the counter does not.
     let created = stat("rooms_created")?;
     println!(
-        "# room churn: {created} rooms created, up to {peak} at once (sampled); {} clients at \
+        "# {what}: {created} rooms created, up to {peak} at once (sampled); {} clients at \
          most, the accept path waited {} times for the loop",
         stat("clients_peak")?,
         stat("accept_waits")?
     );
     ensure!(created > 0, "no room was ever created");
-    finish(scale, honest, base, "room churn")
+    Ok(())
 }
 
 /// Every one of `max_rooms` rooms (`#lobby` included) gets 20 messages of `max_msg_len` (4,096)

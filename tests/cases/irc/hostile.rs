@@ -20,8 +20,8 @@ use super::{join_seen, register, IRC_ADDR};
 use crate::{
     attack::{in_threads, reset, Rng},
     ensure,
-    hostile::{begin, finish, Scale, FULL, SEED, SHORT},
-    util::{room_names, stat, Context},
+    hostile::{begin, finish, watch_churn, Scale, FULL, SEED, SHORT},
+    util::{stat, Context},
     Case, CaseResult,
 };
 
@@ -506,28 +506,7 @@ fn churn(scale: &'static Scale) -> CaseResult {
             Ok(())
         })
     });
-    let mut peak = 0;
-    while !churners.is_finished() {
-        let now = stat("rooms_now")?;
-        let listed = room_names()?.len() as u64;
-        ensure!(
-            now <= MAX_ROOMS && listed <= MAX_ROOMS,
-            "{now} rooms ({listed} listed) with max_rooms={MAX_ROOMS}"
-        );
-        peak = peak.max(now);
-        thread::sleep(Duration::from_millis(50));
-    }
-    churners
-        .join()
-        .map_err(|_| "churners panicked".to_string())??;
-    let created = stat("rooms_created")?;
-    println!(
-        "# irc churn: {created} rooms created, up to {peak} at once (sampled); {} clients at \
-         most, the accept path waited {} times for the loop",
-        stat("clients_peak")?,
-        stat("accept_waits")?
-    );
-    ensure!(created > 0, "no room was ever created");
+    watch_churn(churners, MAX_ROOMS, "irc churn")?;
     finish(scale, honest, base, "irc churn")?;
     fresh_pair()
 }
