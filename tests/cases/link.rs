@@ -3,11 +3,16 @@
 //! then every room message and event of theirs; a wrong secret, or links off
 //! (`link_secret=0`, the default), gets `! link refused`; a client that sends a frame of the
 //! link protocol gets `! not a link`. None of these is ever relayed, and the secret is never
-//! logged. Remote members (frames from a link) are not implemented yet.
+//! logged. A link also posts remote members (`=join`, `=msg`, ...), members of the rooms to
+//! native and IRC clients alike; the hostile case fuzzes those frames.
 
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpStream,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -367,13 +372,26 @@ fn hostile_link() -> CaseResult {
     link.send(b"/link 77 node-a").ctx("send /link")?;
     // Until then it was a client of #lobby, which replays its history.
     crate::util::recv_until(&mut link, "=link", |f| f == "=link node-a")?;
-    let reader = std::thread::spawn(move || {
-        let mut local = local;
-        let mut n = 0u64;
-        while let Ok(Some(_)) = local.recv_timeout(Duration::from_secs(3)) {
-            n += 1;
+    // The reader keeps the local client connected until told to stop: the fuzz may leave
+    // #lobby quiet for seconds (a slow host, 300 members reached), and a reader that gave up
+    // after a quiet spell would take the local client away before `wait_clients(1)`.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let stop = stop.clone();
+        move || -> Result<u64, String> {
+            let mut local = local;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if local
+                    .recv_timeout(Duration::from_millis(200))
+                    .ctx("the local client")?
+                    .is_some()
+                {
+                    n += 1;
+                }
+            }
+            Ok(n)
         }
-        n
     });
     let mut rng = Rng::new(seed);
     let (mut peak_clients, mut peak_rooms) = (0, 0);
@@ -413,7 +431,8 @@ fn hostile_link() -> CaseResult {
     println!("# hostile link: {answers} answers, peaks {peak_clients} members, {peak_rooms} rooms");
     drop(link);
     wait_clients(1, STEP)?;
-    let got = reader.join().map_err(|_| "reader panicked".to_string())?;
+    stop.store(true, Ordering::Relaxed);
+    let got = reader.join().map_err(|_| "reader panicked".to_string())??;
     ensure!(
         got > 0,
         "the local client heard nothing of the remote members"
