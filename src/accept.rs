@@ -5,11 +5,12 @@
 //! The listener's `sk_data_ready` queues the accept work, which calls `kernel_accept` with
 //! `O_NONBLOCK` until `EAGAIN` (one wakeup may stand for several connections) and admits each
 //! new socket: the chat (its join notice and the lobby's history), callbacks, a first read.
-//! While the shard loop is behind (see [`Server::admitting`]) it admits nobody and looks
-//! again a few milliseconds later: new connections wait in the listen backlog.
+//! While a shard loop is behind (see [`Server::admitting`]) it admits nobody: it parks
+//! ([`Parked`]) until a loop has caught up and wakes it; new connections wait in the listen
+//! backlog meanwhile.
 
 use kernel::{
-    new_delayed_work, new_mutex,
+    new_mutex, new_work,
     prelude::*,
     sync::{
         atomic::Relaxed,
@@ -17,9 +18,8 @@ use kernel::{
         ArcBorrow,
         Mutex, //
     },
-    time::msecs_to_jiffies,
     workqueue::{
-        DelayedWork,
+        Work,
         WorkItem, //
     },
 };
@@ -49,9 +49,6 @@ use crate::{
 /// storm does not starve the clients' own work.
 const ACCEPT_BUDGET: usize = 128;
 
-/// How long the accept work waits before it looks again when the shard loop is behind, ms.
-const ADMIT_RETRY_MS: u32 = 5;
-
 /// The notice a connection gets when `max_clients` are connected: a frame of 13 bytes, or
 /// an IRC `ERROR`.
 fn server_full(protocol: Protocol) -> &'static [u8] {
@@ -68,16 +65,17 @@ pub(crate) struct Acceptor {
     sock: Socket,
     /// The protocol of the clients it admits.
     protocol: Protocol,
-    /// Set when the module stops listening; the accept work queues itself again only under
-    /// this lock, and only if it is not set, so that no timer outlives the listener.
+    /// Set when the module stops listening; the accept work is queued again, and parked,
+    /// only under this lock and only if it is not set, so that nothing queues it once the
+    /// listener is gone.
     #[pin]
     stopped: Mutex<bool>,
     #[pin]
-    work: DelayedWork<Acceptor>,
+    work: Work<Acceptor>,
 }
 
-kernel::impl_has_delayed_work! {
-    impl HasDelayedWork<Self> for Acceptor { self.work }
+kernel::impl_has_work! {
+    impl HasWork<Self> for Acceptor { self.work }
 }
 
 impl Acceptor {
@@ -85,21 +83,81 @@ impl Acceptor {
         *self.stopped.lock()
     }
 
-    /// Queues the accept work again: now, or after [`ADMIT_RETRY_MS`] if `later`. Nothing
-    /// once the listener is stopping.
-    fn requeue(this: Arc<Self>, later: bool) {
+    /// Queues the accept work again, unless the listener is stopping.
+    fn requeue(this: Arc<Self>) {
         let stopped = this.stopped.lock();
         if *stopped {
             return;
         }
-        let queue = &this.server.queue;
         // An error means it is queued already, which is as good.
-        let _ = if later {
-            queue.enqueue_delayed(this.clone(), msecs_to_jiffies(ADMIT_RETRY_MS))
-        } else {
-            queue.enqueue(this.clone())
-        };
+        let _ = this.server.queue.enqueue(this.clone());
         drop(stopped);
+    }
+
+    /// Waits for the shard loops: parks the accept work until a loop wakes it
+    /// ([`Parked::wake`]), unless the listener is stopping.
+    fn park(this: Arc<Self>) {
+        let parked = &this.server.parked;
+        {
+            let stopped = this.stopped.lock();
+            if *stopped {
+                return;
+            }
+            // Dropped after the locks: it is this acceptor again, or nothing.
+            let old = parked.put(this.clone());
+            drop(stopped);
+            drop(old);
+        }
+        // A loop that caught up before the entry was there did not see it; what it did is
+        // seen now (the parked lock orders it): look again. A loop still behind sees the
+        // entry when it catches up.
+        if this.server.admitting() {
+            if let Some(me) = parked.take(this.protocol) {
+                Self::requeue(me);
+            }
+        }
+    }
+}
+
+/// The accept works waiting for the shard loops to catch up (one per protocol), woken by the
+/// loops ([`Parked::wake`]).
+///
+/// An entry holds its acceptor, which holds the server, which holds this: the listener's drop
+/// takes its entry out, after which its acceptor parks no more.
+#[pin_data]
+pub(crate) struct Parked {
+    #[pin]
+    slots: Mutex<[Option<Arc<Acceptor>>; Protocol::COUNT]>,
+}
+
+impl Parked {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            slots <- new_mutex!([None, None], "Parked::slots"),
+        })
+    }
+
+    /// Parks `acceptor`; returns what was in its slot (to be dropped outside any lock).
+    fn put(&self, acceptor: Arc<Acceptor>) -> Option<Arc<Acceptor>> {
+        let slot = acceptor.protocol as usize;
+        self.slots.lock()[slot].replace(acceptor)
+    }
+
+    /// Takes the acceptor of `protocol` out, if it is parked.
+    fn take(&self, protocol: Protocol) -> Option<Arc<Acceptor>> {
+        self.slots.lock()[protocol as usize].take()
+    }
+
+    /// Queues every parked accept work (called by a shard loop that has caught up); each
+    /// looks at the loops again and parks again if one is still behind.
+    pub(crate) fn wake(&self) {
+        let all = {
+            let mut slots = self.slots.lock();
+            [slots[0].take(), slots[1].take()]
+        };
+        for acceptor in all.into_iter().flatten() {
+            Acceptor::requeue(acceptor);
+        }
     }
 }
 
@@ -125,8 +183,8 @@ impl WorkItem for Acceptor {
                 return;
             }
             if !this.server.admitting() {
-                this.server.core.stats.admit_waits.add(1, Relaxed);
-                return Self::requeue(this, true);
+                this.server.core.stats.accept_waits.add(1, Relaxed);
+                return Self::park(this);
             }
             match this.sock.accept() {
                 Ok(sock) => admit(&this.server, sock, this.protocol),
@@ -149,7 +207,7 @@ impl WorkItem for Acceptor {
                 }
             }
         }
-        Self::requeue(this, false);
+        Self::requeue(this);
     }
 }
 
@@ -243,7 +301,7 @@ impl Listener {
                 sock,
                 protocol,
                 stopped <- new_mutex!(false, "Acceptor::stopped"),
-                work <- new_delayed_work!("Acceptor::work"),
+                work <- new_work!("Acceptor::work"),
             }),
             GFP_KERNEL,
         )?;
@@ -274,11 +332,14 @@ impl Drop for Listener {
         drop(acceptor.sock.detach(acceptor));
         // Closes the backlog; an accept work still queued fails and returns.
         acceptor.sock.shutdown();
+        // A parked accept work is woken no more (nor parks again: `stopped` is set); this
+        // breaks the reference cycle through the server.
+        drop(acceptor.server.parked.take(acceptor.protocol));
         // An accept work already running may be admitting a client: wait for it (as
         // nvmet-tcp cancels its accept work after restoring the callbacks), so that every
         // admitted client is in the chat before the unload closes it, and the acceptor's
-        // reference to the server is gone with the listener's. A timer set before `stopped`
-        // fires now, and that run returns at once.
-        wq::flush_delayed(&acceptor.work);
+        // reference to the server is gone with the listener's. A run queued before `stopped`
+        // was set returns at once.
+        wq::flush(&acceptor.work);
     }
 }

@@ -28,6 +28,7 @@ use kernel::{
 };
 
 use crate::{
+    accept::Parked,
     chat::{
         Core,
         Limits, //
@@ -110,6 +111,9 @@ pub(crate) struct Server {
     /// The shards (see `src/shard.rs`).
     #[pin]
     pub(crate) shards: [Shard; SHARDS],
+    /// Accept works waiting for the shard loops to catch up (see `src/accept.rs`).
+    #[pin]
+    pub(crate) parked: Parked,
     /// IRC connections that have not registered yet (`LUSERS`'s unknown connections).
     pub(crate) irc_unregistered: Atomic<u64>,
     /// Pings quiet IRC clients, drops those that do not answer or never register.
@@ -168,6 +172,7 @@ impl Server {
                 irc_unregistered: Atomic::new(0),
                 irc_tick <- new_delayed_work!("Server::irc_tick"),
                 shards <- pin_init::pin_init_array_from_fn(Shard::new),
+                parked <- Parked::new(),
                 shard_work_0 <- new_work!("Server::shard_work"),
                 shard_work_1 <- new_work!("Server::shard_work"),
             }),

@@ -77,7 +77,7 @@ const READ_TIME_NS: i64 = 50_000_000;
 
 /// Clients waiting on a shard's ready list past which the accept path admits nobody new (see
 /// [`Server::admitting`]): a quarter of what one pass reads at most.
-pub(crate) const ADMIT_BACKLOG: usize = READ_BATCH / 4;
+const ADMIT_BACKLOG: usize = READ_BATCH / 4;
 
 /// The right to run a shard's clients: what they keep for their loop is locked by this.
 pub(crate) struct Owner {
@@ -187,7 +187,8 @@ impl Server {
     /// down would otherwise pile up, every join and leave reaching more members, every honest
     /// client's turn coming later (measured: 88 s pings in the full room churn on the debug
     /// kernel). Those not admitted wait in the listen backlog, and beyond it in their SYN
-    /// retries, as with a user-space server whose loop is busy.
+    /// retries, as with a user-space server whose loop is busy; the accept work parks, and the
+    /// loop that catches up wakes it.
     pub(crate) fn admitting(&self) -> bool {
         self.shards
             .iter()
@@ -282,6 +283,12 @@ impl Server {
                 idle = false;
                 // Off the list first: news that arrives while it is read marks it again.
                 Client::on_ready(&entry.into_arc(), &mut owner, buf, batch);
+            }
+            // Caught up (and always on the way to idle): let a waiting accept path go on.
+            // Once its entry is seen here or this pass is seen by its own second look (see
+            // `Acceptor::park`), no waiting accept work is forgotten.
+            if s.backlog.load(Relaxed) <= ADMIT_BACKLOG {
+                this.parked.wake();
             }
             this.core.publish(batch);
             // The clients dirty now, and no more: those marked while they are sent to (by the

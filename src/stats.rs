@@ -33,7 +33,7 @@ pub(crate) struct Stats {
     /// Times a client over `max_msg_rate` was paused (flood control).
     pub(crate) throttled: Atomic<u64>,
     /// Times the accept path waited for the shard loop to catch up before admitting more.
-    pub(crate) admit_waits: Atomic<u64>,
+    pub(crate) accept_waits: Atomic<u64>,
     /// Calls to `kernel_sendmsg`, and the frames (or frame parts) they carried: their ratio is
     /// how much each send batches.
     pub(crate) sends: Atomic<u64>,
@@ -64,7 +64,7 @@ impl Stats {
             slow_consumers: Atomic::new(0),
             refused_full: Atomic::new(0),
             throttled: Atomic::new(0),
-            admit_waits: Atomic::new(0),
+            accept_waits: Atomic::new(0),
             sends: Atomic::new(0),
             sent_frames: Atomic::new(0),
             spliced_sends: Atomic::new(0),
@@ -105,7 +105,7 @@ impl fmt::Display for Stats {
             ("slow_consumers_dropped", &self.slow_consumers),
             ("connections_refused_full", &self.refused_full),
             ("clients_throttled", &self.throttled),
-            ("accept_waits", &self.admit_waits),
+            ("accept_waits", &self.accept_waits),
             ("sends", &self.sends),
             ("sent_frames", &self.sent_frames),
             ("spliced_sends", &self.spliced_sends),

@@ -18,7 +18,8 @@ use kernel::{
     prelude::*,
     workqueue::{
         DelayedWork,
-        Queue, //
+        Queue,
+        Work, //
     },
 };
 
@@ -109,4 +110,15 @@ pub(crate) fn flush_delayed<T: ?Sized, const ID: u64>(work: &DelayedWork<T, ID>)
     // the pointer is a valid, initialised `struct delayed_work` (it was initialised by
     // `DelayedWork::new`, and `work` is borrowed for the call).
     unsafe { bindings::flush_delayed_work(core::ptr::from_ref(work).cast_mut().cast()) };
+}
+
+/// Waits until `work` has run if it is queued or running; afterwards it is idle until queued
+/// again.
+///
+/// Flushing (rather than cancelling) lets the item run, so the reference its queueing holds
+/// is released by its own `run`. Must not be called from a work item of the same queue.
+pub(crate) fn flush<T: ?Sized, const ID: u64>(work: &Work<T, ID>) {
+    // SAFETY: `work` is borrowed for the call, so it points at a live, initialised `Work`,
+    // which is what `raw_get` requires; the result is its `struct work_struct`.
+    unsafe { bindings::flush_work(Work::raw_get(work)) };
 }
