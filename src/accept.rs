@@ -133,7 +133,7 @@ pub(crate) struct Parked {
 impl Parked {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            slots <- new_mutex!([None, None], "Parked::slots"),
+            slots <- new_mutex!([const { None }; Protocol::COUNT], "Parked::slots"),
         })
     }
 
@@ -151,10 +151,8 @@ impl Parked {
     /// Queues every parked accept work (called by a shard loop that has caught up); each
     /// looks at the loops again and parks again if one is still behind.
     pub(crate) fn wake(&self) {
-        let all = {
-            let mut slots = self.slots.lock();
-            [slots[0].take(), slots[1].take()]
-        };
+        // Taken out under the lock, queued (or dropped) after it.
+        let all = core::mem::take(&mut *self.slots.lock());
         for acceptor in all.into_iter().flatten() {
             Acceptor::requeue(acceptor);
         }
