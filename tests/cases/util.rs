@@ -74,6 +74,37 @@ pub fn stat(name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {name} in kchat stats"))
 }
 
+/// Counters `names` once they have stopped moving: two reads 50 ms apart agree.
+///
+/// kchat counts a send after `sendmsg` returns, so a client may hold the bytes before the
+/// counters show them, and the view reads its counters one at a time: comparing two
+/// counters read while a send is being counted can be off by one either way.
+pub fn settled_stats<const N: usize>(names: [&str; N]) -> Result<[u64; N], String> {
+    let read = || -> Result<[u64; N], String> {
+        let all = stats()?;
+        let mut v = [0; N];
+        for (slot, name) in v.iter_mut().zip(names) {
+            *slot = *all
+                .get(name)
+                .ok_or_else(|| format!("no {name} in kchat stats"))?;
+        }
+        Ok(v)
+    };
+    let deadline = Instant::now() + STEP;
+    let mut last = read()?;
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = read()?;
+        if now == last {
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{names:?} still moving after {STEP:?}: {now:?}"));
+        }
+        last = now;
+    }
+}
+
 /// Waits until the stats view shows `n` connected clients.
 pub fn wait_clients(n: u64, timeout: Duration) -> Result<(), String> {
     wait_stat("clients_now", n, timeout)

@@ -20,7 +20,10 @@ use kchat_proto::{encode, Decoder};
 use crate::{
     attack::LOG_PAGES_SLACK,
     ensure,
-    util::{connect, label, recv_until, say, start, stat, wait_clients, wait_stat, Context, STEP},
+    util::{
+        connect, label, recv_until, say, settled_stats, start, stat, wait_clients, wait_stat,
+        Context, STEP,
+    },
     Case, CaseResult,
 };
 
@@ -285,7 +288,7 @@ fn notes_splice_with_room_messages() -> CaseResult {
     set_nick(&mut amy, "amy")?;
     set_nick(&mut bob, "bob")?;
     set_nick(&mut cat, "cat")?;
-    let (sends0, spliced0) = (stat("sends")?, stat("spliced_sends")?);
+    let [sends0, spliced0] = settled_stats(["sends", "spliced_sends"])?;
     // Bob's and cat's frames are written in turns, ten at a time, and amy's questions between
     // them, while amy does not read: her queue holds all three kinds at once.
     for round in 0..N / 10 {
@@ -333,7 +336,8 @@ fn notes_splice_with_room_messages() -> CaseResult {
         }
     }
     // Everything amy was sent has been read: nothing is left to send.
-    let (sends, spliced) = (stat("sends")? - sends0, stat("spliced_sends")? - spliced0);
+    let [sends, spliced] = settled_stats(["sends", "spliced_sends"])?;
+    let (sends, spliced) = (sends - sends0, spliced - spliced0);
     println!("# {sends} sends, {spliced} of them spliced");
     ensure!(sends > 0, "no send counted");
     ensure!(
