@@ -68,8 +68,12 @@ pub fn stats() -> Result<HashMap<String, u64>, String> {
 
 /// One counter of the stats view.
 pub fn stat(name: &str) -> Result<u64, String> {
-    stats()?
-        .get(name)
+    counter(&stats()?, name)
+}
+
+/// Counter `name` of a stats view read by [`stats`].
+fn counter(all: &HashMap<String, u64>, name: &str) -> Result<u64, String> {
+    all.get(name)
         .copied()
         .ok_or_else(|| format!("no {name} in kchat stats"))
 }
@@ -84,9 +88,7 @@ pub fn settled_stats<const N: usize>(names: [&str; N]) -> Result<[u64; N], Strin
         let all = stats()?;
         let mut v = [0; N];
         for (slot, name) in v.iter_mut().zip(names) {
-            *slot = *all
-                .get(name)
-                .ok_or_else(|| format!("no {name} in kchat stats"))?;
+            *slot = counter(&all, name)?;
         }
         Ok(v)
     };
